@@ -1,0 +1,109 @@
+"""The classifier training loop: a fixed budget of optimizer steps, model selection on real validation images."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data.augment import ClassicAugment
+from ..data.images import to_float
+from ..data.mixing import BatchSource
+from ..utils import Stats, autocast
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, *, device: torch.device, amp_dtype: Optional[torch.dtype],
+            channels_last: bool = False, batch_size: int = 1000) -> torch.Tensor:
+    """Predicted labels for uint8 images (eval mode, in chunks)."""
+    was_training = model.training
+    model.eval()
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    preds = []
+    for i in range(0, len(images), batch_size):
+        x = to_float(images[i:i + batch_size].to(device)).contiguous(memory_format=mem)
+        with autocast(device, amp_dtype):
+            preds.append(model(x).argmax(1).cpu())
+    model.train(was_training)
+    return torch.cat(preds)
+
+
+def train_classifier(
+    model: nn.Module,
+    *,
+    batches: BatchSource,
+    augment: Optional[ClassicAugment],
+    val_images: torch.Tensor,
+    val_labels: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    schedule: str,
+    eval_every: int,
+    device: torch.device,
+    amp_dtype: Optional[torch.dtype],
+    channels_last: bool,
+    generator: torch.Generator,
+    stats: Stats,
+    progress: bool = True,
+    desc: str = "train-clf",
+) -> Dict[str, Any]:
+    """Train for exactly `steps` optimizer steps; keep the weights with the best real-validation accuracy.
+
+    The test set is not an argument: this loop cannot see it.
+    """
+    # Build the model and optimizer.
+    model = model.to(device)
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    val_labels = val_labels.cpu()
+
+    # Train.
+    best = {"val_acc": -1.0, "step": 0, "state": None}
+    seen = {"real": 0, "fake": 0}
+    model.train()
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    for step in bar:
+        x, y, is_real = batches.next(batch_size)
+        if augment is not None:
+            x = augment(x, generator)
+        x = to_float(x.to(device)).contiguous(memory_format=mem)
+        y = y.to(device)
+        with autocast(device, amp_dtype):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        n_real = int(is_real.sum())
+        seen["real"] += n_real
+        seen["fake"] += len(is_real) - n_real
+        stats.report("loss/train", loss)
+        stats.report("acc/train", (logits.argmax(1) == y).float().mean())
+        stats.report("share_real", n_real / len(is_real))
+
+        # Model selection on real validation images only.
+        if step % eval_every == 0 or step == steps:
+            pred = predict(model, val_images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+            val_acc = float((pred == val_labels).float().mean())
+            if val_acc >= best["val_acc"]:  # ties go to the later, more trained weights
+                best = {"val_acc": val_acc, "step": step,
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
+            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
+    bar.close()
+    model.load_state_dict(best["state"])
+    return {"model": model, "best_step": best["step"], "best_val_acc": best["val_acc"], "seen": seen,
+            "optimizer": opt.state_dict()}

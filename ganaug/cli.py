@@ -1,0 +1,169 @@
+"""The `ganaug` command: thin Click commands that read the config and call a stage."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from typing import Any, Callable, Optional, Sequence, Tuple
+
+import click
+import yaml
+
+from . import __version__
+from .config import Config, load_config, parse_arm_shorthand, to_dict
+from .errors import ConfigError, GanaugError
+
+
+class _Group(click.Group):
+    """Turns GanaugErrors into one line on stderr and exit status 2 (GANAUG_DEBUG=1 shows the traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GanaugError as e:
+            if os.environ.get("GANAUG_DEBUG"):
+                raise
+            click.echo("error: " + " ".join(str(e).split()), err=True)
+            ctx.exit(2)
+
+
+def _config_options(f: Callable) -> Callable:
+    """--config, --set, --dry-run, --force, --progress: shared by every command that takes a config."""
+
+    @click.option("--config", "-c", "config_path", required=True, metavar="FILE", help="Experiment YAML file.")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="Override a config key; the value is read as YAML (e.g. --set seeds=[0,1,2]). Repeatable.")
+    @click.option("--dry-run", is_flag=True, help="Print the resolved config and the plan, then exit.")
+    @click.option("--force", is_flag=True, help="Redo stages whose outputs exist (even from another config).")
+    @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+    @functools.wraps(f)
+    def wrapper(config_path: str, overrides: Tuple[str, ...], dry_run: bool, force: bool,
+                progress: Optional[bool], **kwargs: Any) -> None:
+        cfg = load_config(config_path, overrides)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        if dry_run:
+            from .stages import plan
+
+            click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+            click.echo("\n".join(plan(cfg)))
+            return
+        f(cfg, force=force, progress=progress, **kwargs)
+
+    return wrapper
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ganaug")
+def main() -> None:
+    """Does adding GAN-generated images make a small-data classifier better, and by how much?
+
+    Every command reads one YAML config (see configs/); `ganaug run` does every stage.
+    """
+
+
+@main.command()
+@_config_options
+def split(cfg: Config, force: bool, progress: bool) -> None:
+    """Make the small-data split (train / real validation / held-out test) and save its manifest."""
+    from .stages import run_split
+
+    run_split(cfg, force=force)
+    _save(cfg)
+
+
+@main.command("train-gan")
+@_config_options
+def train_gan(cfg: Config, force: bool, progress: bool) -> None:
+    """Train the config's GAN on the split's training images."""
+    from .stages import run_train_gan
+
+    run_train_gan(cfg, force=force, progress=progress)
+    _save(cfg)
+
+
+@main.command()
+@_config_options
+def sample(cfg: Config, force: bool, progress: bool) -> None:
+    """Write a labelled synthetic set (tensor file, PNG folder, real-vs-fake grid)."""
+    from .stages import run_sample
+
+    run_sample(cfg, force=force)
+    _save(cfg)
+
+
+@main.command("train-clf")
+@_config_options
+@click.option("--data", "data", type=click.Choice(["real", "synthetic", "mixed"]), default=None,
+              help="Train one arm on this data instead of the config's arms.")
+@click.option("--mix", "mix", default=None, metavar="p_real=P|add=K",
+              help="One mixed arm: per-sample replacement (p_real) or K fakes per class added (add).")
+@click.option("--augment", "augment", type=click.Choice(["none", "classic"]), default=None,
+              help="Classic augmentation for the one arm given by --data/--mix.")
+@click.option("--arm", "arm_names", multiple=True, metavar="NAME", help="Only these arms of the config.")
+@click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds (default: the config's seeds).")
+def train_clf(cfg: Config, force: bool, progress: bool, data: Optional[str], mix: Optional[str],
+              augment: Optional[str], arm_names: Sequence[str], seeds: Sequence[int]) -> None:
+    """Train classifiers for the config's arms and seeds (or one arm from --data/--mix/--augment)."""
+    from .stages import run_train_clf
+
+    arms = cfg.arms
+    if data is not None or mix is not None or augment is not None:
+        if arm_names:
+            raise ConfigError("--arm picks arms of the config; it cannot be combined with --data/--mix/--augment")
+        arms = [parse_arm_shorthand(data, mix, augment)]
+    elif arm_names:
+        known = {a.name: a for a in cfg.arms}
+        missing = [n for n in arm_names if n not in known]
+        if missing:
+            raise ConfigError(f"--arm {missing[0]}: no such arm in the config (arms: {', '.join(known)})")
+        arms = [known[n] for n in arm_names]
+    run_train_clf(cfg, arms=arms, seeds=list(seeds) or None, force=force, progress=progress)
+    _save(cfg)
+
+
+@main.command()
+@_config_options
+def compare(cfg: Config, force: bool, progress: bool) -> None:
+    """Print the accuracy table across arms and seeds; write it as Markdown, CSV and JSON."""
+    from .stages import run_compare
+
+    click.echo(run_compare(cfg), nl=False)
+
+
+@main.command()
+@_config_options
+def run(cfg: Config, force: bool, progress: bool) -> None:
+    """Every stage: split, train-gan, sample, train-clf for each arm and seed, compare."""
+    from .stages import run_all
+
+    click.echo(run_all(cfg, force=force, progress=progress), nl=False)
+
+
+@main.command("list")
+def list_cmd() -> None:
+    """List the registered datasets, GANs and classifiers."""
+    from .classifiers import CLASSIFIERS
+    from .data import DATASETS
+    from .gans import GANS
+
+    for title, reg in (("datasets", DATASETS), ("gans", GANS), ("classifiers", CLASSIFIERS)):
+        click.echo(f"{title}:")
+        for name in reg.names():
+            meta = reg.meta(name)
+            flags = [] if meta.get("offline", True) else ["needs a download"]
+            if meta.get("per_class"):
+                flags.append("per_class")
+            extra = f" [{', '.join(flags)}]" if flags else ""
+            click.echo(f"  {name:14s} {meta['description']}{extra}")
+
+
+def _save(cfg: Config) -> None:
+    from .stages.common import save_run_config
+
+    save_run_config(cfg)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

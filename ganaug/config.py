@@ -1,0 +1,542 @@
+"""The one place config is read, merged (defaults -> YAML -> --set a.b=v), typed and validated.
+
+A config becomes a tree of dataclasses before any work starts. Unknown keys, wrong types and values out
+of range are ConfigErrors that name the key; nothing downstream re-checks what is checked here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+
+import yaml
+
+from .errors import ConfigError
+
+# ----------------------------------------------------------------------------------------------------
+# The schema. Field defaults are the defaults; `metadata={"key": ...}` renames a field in YAML.
+
+
+@dataclass
+class DataConfig:
+    source: str = "mnist-5k"
+    root: Optional[str] = None  # folder of an imagefolder source, or where torchvision sets live
+    resolution: Optional[int] = None  # None: the source's own size (imagefolder needs one)
+    channels: Optional[int] = None  # 1 or 3; None: the source's own
+    bad_images: Literal["error", "skip"] = "error"  # imagefolder: stop at, or skip and list, unreadable files
+    download: bool = True  # torchvision sets: try to download when the files are missing
+
+
+@dataclass
+class ShrinkConfig:
+    class_: Union[int, str] = field(default=0, metadata={"key": "class"})  # class index or name
+    keep: float = 0.1  # fraction of that class's training images kept
+
+
+@dataclass
+class SplitConfig:
+    n_per_class: Optional[int] = None  # N random training images per class (the default, 100)
+    first_per_class: Optional[int] = None  # the first N per class in source order
+    fraction: Optional[float] = None  # this fraction of every class
+    val_per_class: int = 50  # real validation images per class, for model selection
+    test_per_class: Optional[int] = None  # None: every image left over (or the official test set)
+    official_test: bool = True  # use the source's own test partition as the test pool when it has one
+    shrink: Optional[ShrinkConfig] = None
+    seed: int = 0
+
+
+@dataclass
+class GanConfig:
+    name: str = "cgan"
+    epochs: int = 100
+    batch_size: int = 64
+    z_dim: int = 64
+    lr: float = 0.0002
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    width: int = 64  # base channel count (ngf = ndf)
+    per_class: bool = False  # dcgan: one generator per class
+    d_cond: Literal["concat", "projection"] = "concat"  # cgan: how D sees the label (one-hot maps or projection)
+    ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images; 0: off
+    seed: int = 0
+    grid_every: int = 10  # epochs between fixed-noise sample grids
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
+class SampleConfig:
+    n_per_class: int = 1000
+    proportions: Literal["balanced", "real"] = "balanced"  # real: in the training set's class proportions
+    seed: int = 0
+    batch_size: int = 500
+    png: bool = True  # also write an ImageFolder tree of PNGs
+    grid_per_class: int = 8
+
+
+@dataclass
+class ClassifierConfig:
+    name: str = "small-cnn"
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 0.001
+    weight_decay: float = 0.0005
+    width: int = 32
+    schedule: Literal["cosine", "constant"] = "cosine"
+    eval_every: int = 100  # steps between validation passes (real validation images only)
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
+class AugmentConfig:
+    """Classic augmentation, drawn per sample."""
+
+    hflip: Optional[bool] = None  # None: the source's default (no flips for digits)
+    degrees: float = 10.0
+    translate: float = 0.1  # fraction of the image size
+    scale: List[float] = field(default_factory=lambda: [0.9, 1.1])
+    brightness: float = 0.2
+    contrast: float = 0.0
+
+
+@dataclass
+class MixConfig:
+    p_real: Optional[float] = None  # each batch sample stays real with this probability, else a fake of its class
+    add: Optional[int] = None  # this many fakes per class added to the real training set
+
+
+@dataclass
+class ArmConfig:
+    name: str = "real"
+    data: Literal["real", "synthetic", "mixed"] = "real"
+    mix: Optional[MixConfig] = None
+    augment: Literal["none", "classic"] = "none"
+
+    @property
+    def uses_synthetic(self) -> bool:
+        return self.data != "real"
+
+
+@dataclass
+class Config:
+    name: str = "experiment"
+    out_dir: str = "runs/experiment"
+    device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    arms: List[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
+    seeds: List[int] = field(default_factory=lambda: [0])
+    baseline: Optional[str] = None  # arm the others are compared with; None: the first real, unaugmented arm
+
+    @property
+    def baseline_arm(self) -> Optional[str]:
+        if self.baseline is not None:
+            return self.baseline
+        for arm in self.arms:
+            if arm.data == "real" and arm.augment == "none":
+                return arm.name
+        return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dict <-> dataclass conversion with key-naming errors.
+
+
+def _yaml_key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _join(prefix: str, key: Union[str, int]) -> str:
+    if isinstance(key, int):
+        return f"{prefix}[{key}]"
+    return f"{prefix}.{key}" if prefix else key
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Union:
+        return " or ".join(_describe(a) for a in typing.get_args(tp) if a is not type(None))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (list, List):
+        return "a list"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+class _Coerce:
+    """Turns plain YAML data into the schema's dataclasses, naming the key of the first mismatch."""
+
+    def __init__(self, where: Dict[str, str]):
+        self.where = where  # key -> where it was set (file or --set), for messages
+
+    def _origin(self, key: str) -> str:
+        for k, src in self.where.items():
+            if key == k or key.startswith(k + ".") or key.startswith(k + "["):
+                return f" (from {src})"
+        return f" (in {self.where['']})" if "" in self.where else ""
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"config key '{key}' {msg}{self._origin(key)}")
+
+    def dataclass(self, cls: type, value: Any, key: str) -> Any:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise self.fail(key or "<top level>", f"must be a mapping of keys to values, got {value!r}")
+        fields = {_yaml_key(f): f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        for k in value:
+            if k not in fields:
+                full = _join(key, str(k))
+                close = difflib.get_close_matches(str(k), list(fields), n=3)
+                hint = (
+                    f"; did you mean {' or '.join(repr(_join(key, c)) for c in close)}?"
+                    if close
+                    else f"; known keys here: {', '.join(fields)}"
+                )
+                err = ConfigError(f"unknown config key '{full}'{self._origin(full)}{hint}")
+                raise err
+        kwargs = {}
+        for yk, f in fields.items():
+            if yk in value:
+                kwargs[f.name] = self.value(hints[f.name], value[yk], _join(key, yk))
+        return cls(**kwargs)
+
+    def value(self, tp: Any, v: Any, key: str) -> Any:
+        origin = typing.get_origin(tp)
+        if origin is Union:
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if v is None:
+                if len(args) < len(typing.get_args(tp)):
+                    return None
+                raise self.fail(key, f"must be {_describe(tp)}, not empty")
+            errors = []
+            for a in args:
+                try:
+                    return self.value(a, v, key)
+                except ConfigError as e:
+                    errors.append(e)
+            if len(args) == 1:
+                raise errors[0]
+            raise self.fail(key, f"must be {_describe(tp)}, got {v!r}")
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            if v not in choices:
+                close = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
+                hint = f"; did you mean '{close[0]}'?" if close else ""
+                raise self.fail(key, f"must be one of {', '.join(repr(c) for c in choices)}, got {v!r}{hint}")
+            return v
+        if origin in (list, List):
+            (item_tp,) = typing.get_args(tp)
+            if not isinstance(v, (list, tuple)):
+                raise self.fail(key, f"must be a list, got {v!r}")
+            return [self.value(item_tp, x, _join(key, i)) for i, x in enumerate(v)]
+        if dataclasses.is_dataclass(tp):
+            return self.dataclass(tp, v, key)
+        if tp is bool:
+            if isinstance(v, bool):
+                return v
+        elif tp is int:
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+        elif tp is float:
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                return float(v)
+            if isinstance(v, str):  # PyYAML reads 2e-4 (no dot) as a string
+                try:
+                    return float(v)
+                except ValueError:
+                    pass
+        elif tp is str:
+            if isinstance(v, str):
+                return v
+        else:  # pragma: no cover - schema types are all handled above
+            raise TypeError(f"unsupported schema type {tp!r}")
+        raise self.fail(key, f"must be {_describe(tp)}, got {v!r} ({type(v).__name__})")
+
+
+def to_dict(obj: Any) -> Any:
+    """A dataclass tree as plain data with YAML key names, ready for YAML or JSON."""
+    if dataclasses.is_dataclass(obj):
+        return {_yaml_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(x) for x in obj]
+    return obj
+
+
+def fingerprint(obj: Any) -> str:
+    """A short stable hash of plain data or a dataclass tree."""
+    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading and overriding.
+
+
+def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a YAML mapping; a missing file or malformed YAML is a ConfigError with line and column."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file '{p}' does not exist; pass an existing YAML file (see configs/)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file '{p}' cannot be read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file '{p}' is not valid YAML{where}: {problem}; fix the file") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file '{p}' must hold a mapping of keys to values, not {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[Union[str, int]], Any]:
+    """'a.b=value' -> (['a', 'b'], value), the value read as YAML ('seeds=[0,1,2]' gives a list)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}' must look like key=value (e.g. --set gan.epochs=10)")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set '{text}' has an empty key; write it like gan.epochs=10")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set '{text}': the value '{raw}' is not valid YAML; quote it or fix the brackets") from None
+    path: list[Union[str, int]] = [int(p) if p.isdigit() else p for p in key.split(".")]
+    return path, value
+
+
+def _key_text(path: Sequence[Union[str, int]]) -> str:
+    out = ""
+    for p in path:
+        out = _join(out, p)
+    return out
+
+
+def apply_override(data: Dict[str, Any], path: Sequence[Union[str, int]], value: Any) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        nxt = path[i + 1]
+        if isinstance(node, list):
+            if not isinstance(part, int) or not 0 <= part < len(node):
+                raise ConfigError(f"--set {_key_text(path)}: index {part} is outside the list of {len(node)}")
+            if node[part] is None:
+                node[part] = {}
+            node = node[part]
+            continue
+        if isinstance(part, int):
+            raise ConfigError(f"--set {_key_text(path)}: '{_key_text(path[:i])}' is not a list")
+        child = node.get(part)
+        if child is None:
+            if part == "arms" and isinstance(nxt, int):
+                child = [dataclasses.asdict(a) for a in Config().arms]
+            else:
+                child = {}
+            node[part] = child
+        if not isinstance(child, (dict, list)):
+            raise ConfigError(f"--set {_key_text(path)}: '{_key_text(path[:i + 1])}' holds a value, not a section")
+        node = child
+    last = path[-1]
+    if isinstance(node, list):
+        if not isinstance(last, int) or not 0 <= last < len(node):
+            raise ConfigError(f"--set {_key_text(path)}: index {last} is outside the list of {len(node)}")
+        node[last] = value
+    else:
+        node[last] = value
+
+
+def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults -> YAML file -> `--set` overrides, typed and validated."""
+    data = read_yaml(path) if path is not None else {}
+    where = {"": str(path)} if path is not None else {}
+    for text in overrides:
+        keypath, value = parse_override(text)
+        apply_override(data, keypath, value)
+        where[_key_text(keypath)] = f"--set {text}"
+    cfg = _Coerce(where).dataclass(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: Dict[str, Any]) -> Config:
+    """A validated Config from plain data (a saved config.yaml or a checkpoint's copy)."""
+    cfg = _Coerce({}).dataclass(Config, data, "")
+    validate(cfg)
+    return cfg
+
+
+def arm_from_dict(data: Dict[str, Any]) -> ArmConfig:
+    """An ArmConfig from plain data (a result.json's copy)."""
+    arm = _Coerce({}).dataclass(ArmConfig, data, "arm")
+    validate_arm(arm, "arm")
+    return arm
+
+
+def save_config(cfg: Config, path: Union[str, Path]) -> None:
+    from .utils import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation of values and of keys that depend on each other.
+
+_ARM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _need(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"config key '{key}' {msg}")
+
+
+def validate_arm(arm: ArmConfig, key: str) -> None:
+    _need(bool(_ARM_NAME.match(arm.name)), f"{key}.name",
+          f"must be a folder-safe name (letters, digits, . _ + -), got {arm.name!r}")
+    if arm.data == "mixed":
+        _need(arm.mix is not None, f"{key}.mix", "is needed for data: mixed; give p_real: P or add: K")
+        assert arm.mix is not None
+        _need((arm.mix.p_real is None) != (arm.mix.add is None), f"{key}.mix",
+              "must set exactly one of p_real (per-sample replacement) or add (fakes per class)")
+        if arm.mix.p_real is not None:
+            _need(0.0 <= arm.mix.p_real <= 1.0, f"{key}.mix.p_real",
+                  f"must be between 0 and 1 (the share of real images per batch), got {arm.mix.p_real}")
+        if arm.mix.add is not None:
+            _need(arm.mix.add >= 0, f"{key}.mix.add", f"must be 0 or more fakes per class, got {arm.mix.add}")
+    else:
+        _need(arm.mix is None, f"{key}.mix", f"only applies to data: mixed, but this arm has data: {arm.data}")
+
+
+def validate(cfg: Config) -> None:
+    """Range and cross-key checks; each error names its key."""
+    from .classifiers import CLASSIFIERS
+    from .data import DATASETS
+    from .gans import GANS
+
+    _need(bool(cfg.name.strip()), "name", "must not be empty")
+    _need(bool(cfg.out_dir.strip()), "out_dir", "must not be empty")
+    _need(bool(_DEVICE.match(cfg.device)), "device", f"must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+
+    d = cfg.data
+    DATASETS.check(d.source, "config key 'data.source'")
+    if d.resolution is not None:
+        _need(4 <= d.resolution <= 1024, "data.resolution", f"must be between 4 and 1024 pixels, got {d.resolution}")
+    if d.channels is not None:
+        _need(d.channels in (1, 3), "data.channels", f"must be 1 (grayscale) or 3 (RGB), got {d.channels}")
+
+    s = cfg.split
+    modes = [k for k in ("n_per_class", "first_per_class", "fraction") if getattr(s, k) is not None]
+    _need(len(modes) <= 1, "split", f"sets {' and '.join(modes)}; choose one way to pick the training images")
+    for k in ("n_per_class", "first_per_class"):
+        if getattr(s, k) is not None:
+            _need(getattr(s, k) >= 1, f"split.{k}", f"must be 1 or more, got {getattr(s, k)}")
+    if s.fraction is not None:
+        _need(0.0 < s.fraction <= 1.0, "split.fraction", f"must be in (0, 1], got {s.fraction}")
+    _need(s.val_per_class >= 1, "split.val_per_class",
+          f"must be 1 or more: model selection needs real validation images, got {s.val_per_class}")
+    if s.test_per_class is not None:
+        _need(s.test_per_class >= 1, "split.test_per_class", f"must be 1 or more, got {s.test_per_class}")
+    if s.shrink is not None:
+        _need(0.0 < s.shrink.keep <= 1.0, "split.shrink.keep",
+              f"must be the fraction of the class kept, in (0, 1], got {s.shrink.keep}")
+
+    g = cfg.gan
+    GANS.check(g.name, "config key 'gan.name'")
+    for k in ("epochs", "batch_size", "z_dim", "width", "grid_every"):
+        _need(getattr(g, k) >= 1, f"gan.{k}", f"must be 1 or more, got {getattr(g, k)}")
+    _need(g.lr > 0, "gan.lr", f"must be positive, got {g.lr}")
+    _need(len(g.betas) == 2 and all(0.0 <= b < 1.0 for b in g.betas), "gan.betas",
+          f"must be two numbers in [0, 1), got {g.betas}")
+    _need(g.ema_kimg >= 0, "gan.ema_kimg", f"must be 0 (off) or more, got {g.ema_kimg}")
+    if g.per_class:
+        _need(bool(GANS.meta(g.name).get("per_class")), "gan.per_class",
+              f"is not supported by gan '{g.name}' (it is already conditional); use dcgan for one GAN per class")
+
+    sm = cfg.sample
+    _need(sm.n_per_class >= 1, "sample.n_per_class", f"must be 1 or more, got {sm.n_per_class}")
+    _need(sm.batch_size >= 1, "sample.batch_size", f"must be 1 or more, got {sm.batch_size}")
+    _need(sm.grid_per_class >= 1, "sample.grid_per_class", f"must be 1 or more, got {sm.grid_per_class}")
+
+    c = cfg.classifier
+    CLASSIFIERS.check(c.name, "config key 'classifier.name'")
+    for k in ("steps", "batch_size", "width", "eval_every"):
+        _need(getattr(c, k) >= 1, f"classifier.{k}", f"must be 1 or more, got {getattr(c, k)}")
+    _need(c.lr > 0, "classifier.lr", f"must be positive, got {c.lr}")
+    _need(c.weight_decay >= 0, "classifier.weight_decay", f"must be 0 or more, got {c.weight_decay}")
+
+    a = cfg.augment
+    _need(0 <= a.degrees <= 180, "augment.degrees", f"must be in [0, 180], got {a.degrees}")
+    _need(0 <= a.translate < 1, "augment.translate", f"must be a fraction of the size in [0, 1), got {a.translate}")
+    _need(len(a.scale) == 2 and 0 < a.scale[0] <= a.scale[1], "augment.scale",
+          f"must be [low, high] with 0 < low <= high, got {a.scale}")
+    _need(0 <= a.brightness < 1, "augment.brightness", f"must be in [0, 1), got {a.brightness}")
+    _need(0 <= a.contrast < 1, "augment.contrast", f"must be in [0, 1), got {a.contrast}")
+
+    _need(len(cfg.arms) >= 1, "arms", "must list at least one arm")
+    seen = set()
+    for i, arm in enumerate(cfg.arms):
+        validate_arm(arm, f"arms[{i}]")
+        _need(arm.name not in seen, f"arms[{i}].name", f"repeats the arm name '{arm.name}'; names must be unique")
+        seen.add(arm.name)
+        if arm.mix is not None and arm.mix.add is not None and cfg.sample.proportions == "balanced":
+            _need(arm.mix.add <= cfg.sample.n_per_class, f"arms[{i}].mix.add",
+                  f"asks for {arm.mix.add} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
+    _need(len(cfg.seeds) >= 1, "seeds", "must list at least one seed")
+    _need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds", f"must not repeat a seed, got {cfg.seeds}")
+    if cfg.baseline is not None:
+        _need(cfg.baseline in seen, "baseline", f"names no arm ('{cfg.baseline}'); arms are {', '.join(seen)}")
+
+
+def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Optional[str]) -> ArmConfig:
+    """The arm that `train-clf --data D --mix p_real=P|add=K --augment classic` describes."""
+    flags = " ".join(f for f in (data and f"--data {data}", mix and f"--mix {mix}",
+                                 augment and f"--augment {augment}") if f)
+    raw: Dict[str, Any] = {}
+    if mix is not None:
+        path, value = parse_override(mix)
+        if len(path) != 1 or path[0] not in ("p_real", "add"):
+            raise ConfigError(f"--mix '{mix}' must be p_real=P (0..1) or add=K (fakes per class)")
+        raw["mix"] = {path[0]: value}
+        if data not in (None, "mixed"):
+            raise ConfigError(f"--mix needs --data mixed (or no --data), got --data {data}")
+        data = "mixed"
+    raw["data"] = data or "real"
+    if augment is not None:
+        raw["augment"] = augment
+    try:
+        arm = _Coerce({}).dataclass(ArmConfig, raw, "arm")
+        if arm.mix is not None:
+            m = arm.mix
+            base = f"mixed-p{m.p_real:g}" if m.p_real is not None else f"real+{m.add}"
+        else:
+            base = arm.data
+        arm.name = base + ("-aug" if arm.augment == "classic" else "")
+        validate_arm(arm, "arm")
+    except ConfigError as e:
+        raise ConfigError(f"{flags}: " + str(e).replace("config key 'arm.mix.", "'").replace("config key 'arm.", "'")) from None
+    return arm

@@ -1,0 +1,129 @@
+"""Training batches for one classifier arm: real, synthetic, or a mix of the two.
+
+Every arm draws `batch_size` images per optimizer step, so all arms get the same budget. Validation
+and test never pass through here: they are real images only.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from ..config import ArmConfig
+from ..errors import DataError
+
+
+class EpochSampler:
+    """Index batches over n items: a fresh seeded permutation each epoch; batches run across epoch ends."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        if n == 0:
+            raise DataError("cannot draw batches from an empty training set")
+        self.n, self.gen = n, generator
+        self._perm = torch.randperm(n, generator=generator)
+        self._pos = 0
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        out = []
+        need = batch_size
+        while need > 0:
+            if self._pos == self.n:
+                self._perm = torch.randperm(self.n, generator=self.gen)
+                self._pos = 0
+            take = min(need, self.n - self._pos)
+            out.append(self._perm[self._pos:self._pos + take])
+            self._pos += take
+            need -= take
+        return torch.cat(out)
+
+
+class BatchSource:
+    """Draws (images uint8, labels, is_real) batches for an arm.
+
+    - real: shuffled epochs over the real training set;
+    - synthetic: shuffled epochs over the fakes (train on fake, test on real);
+    - mixed with p_real: a real batch in which every sample is replaced, with probability 1 - p_real,
+      by a random fake of the same class;
+    - mixed with add: K random fakes per class joined to the real set, shuffled epochs over the union.
+    """
+
+    def __init__(
+        self,
+        arm: ArmConfig,
+        real_x: torch.Tensor,
+        real_y: torch.Tensor,
+        fake_x: Optional[torch.Tensor],
+        fake_y: Optional[torch.Tensor],
+        num_classes: int,
+        generator: torch.Generator,
+    ):
+        self.arm, self.gen = arm, generator
+        self.p_real: Optional[float] = None
+        if arm.data != "real":
+            if fake_x is None or fake_y is None:
+                raise DataError(f"arm '{arm.name}' needs synthetic images; run `ganaug sample` first")
+            if fake_x.shape[1:] != real_x.shape[1:] or fake_x.dtype != real_x.dtype:
+                raise DataError(
+                    f"arm '{arm.name}': synthetic images are {tuple(fake_x.shape[1:])} {fake_x.dtype} but real ones "
+                    f"are {tuple(real_x.shape[1:])} {real_x.dtype}; sample again from a GAN trained on this split"
+                )
+        if arm.data == "real":
+            x, y, is_real = real_x, real_y, torch.ones(len(real_y), dtype=torch.bool)
+        elif arm.data == "synthetic":
+            assert fake_x is not None and fake_y is not None
+            x, y, is_real = fake_x, fake_y, torch.zeros(len(fake_y), dtype=torch.bool)
+        else:
+            assert arm.mix is not None and fake_x is not None and fake_y is not None
+            if arm.mix.p_real is not None:
+                self.p_real = arm.mix.p_real
+                x, y, is_real = real_x, real_y, torch.ones(len(real_y), dtype=torch.bool)
+                self._fakes_by_class(fake_x, fake_y, num_classes)
+            else:
+                k = int(arm.mix.add or 0)
+                keep = []
+                for c in range(num_classes):
+                    idx = torch.nonzero(fake_y == c).flatten()
+                    if len(idx) < k:
+                        raise DataError(
+                            f"arm '{arm.name}' adds {k} fakes per class but class {c} has {len(idx)}; "
+                            "raise sample.n_per_class or lower mix.add"
+                        )
+                    keep.append(idx[torch.randperm(len(idx), generator=generator)[:k]])
+                sel = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.int64)
+                x = torch.cat([real_x, fake_x[sel]])
+                y = torch.cat([real_y, fake_y[sel]])
+                is_real = torch.cat([torch.ones(len(real_y), dtype=torch.bool), torch.zeros(len(sel), dtype=torch.bool)])
+        self.x, self.y, self.is_real = x, y, is_real
+        self.sampler = EpochSampler(len(y), generator)
+
+    def _fakes_by_class(self, fake_x: torch.Tensor, fake_y: torch.Tensor, num_classes: int) -> None:
+        order = torch.argsort(fake_y, stable=True)
+        self.fake_x, self.fake_y = fake_x[order], fake_y[order]
+        counts = torch.bincount(self.fake_y, minlength=num_classes)
+        empty = torch.nonzero(counts == 0).flatten().tolist()
+        if empty:
+            raise DataError(f"arm '{self.arm.name}': no synthetic images of class(es) {empty}; sample every class")
+        self.fake_start = torch.cumsum(counts, 0) - counts
+        self.fake_count = counts
+
+    @property
+    def size(self) -> int:
+        """Distinct training images this arm can draw from."""
+        return len(self.y) + (len(self.fake_y) if self.p_real is not None else 0)
+
+    def next(self, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        idx = self.sampler.next(batch_size)
+        x, y, is_real = self.x[idx], self.y[idx], self.is_real[idx]
+        if self.p_real is not None and self.p_real < 1.0:
+            # Per sample: keep the real image with probability p_real, else a random fake of its class.
+            replace = torch.rand(len(idx), generator=self.gen) >= self.p_real
+            if replace.any():
+                ys = y[replace]
+                u = torch.rand(len(ys), generator=self.gen)
+                pick = self.fake_start[ys] + (u * self.fake_count[ys]).long().clamp_max(self.fake_count[ys] - 1)
+                x = x.clone()
+                x[replace] = self.fake_x[pick]
+                is_real = is_real.clone()
+                is_real[replace] = False
+        return x, y, is_real

@@ -1,0 +1,39 @@
+"""GAN families, registered by name. Knows nothing of the CLI or run folders."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, NamedTuple
+
+import torch.nn as nn
+
+from ..registry import Registry
+
+GANS = Registry("GAN")
+
+
+class GanNets(NamedTuple):
+    G: nn.Module  # G(z, y) -> images in [-1, 1]; has .z_dim and .conditional
+    D: nn.Module  # D(x, y) -> logits (N,)
+    per_class: bool = False  # G and D hold one unconditional network per class
+
+
+def register_gan(name: str, **meta: Any) -> Callable:
+    """Register a builder `fn(*, resolution, channels, num_classes, **kwargs) -> GanNets`."""
+    return GANS.register(name, **meta)
+
+
+def get_gan(name: str, **kwargs: Any) -> GanNets:
+    return GANS.get(name, "config key 'gan.name'")(**kwargs)
+
+
+def list_gans() -> List[str]:
+    return GANS.names()
+
+
+def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:
+    """The builder arguments a config implies; stored in checkpoints to rebuild without the config."""
+    return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": gan_cfg.z_dim,
+            "width": gan_cfg.width, "per_class": gan_cfg.per_class, "d_cond": gan_cfg.d_cond}
+
+
+from . import dcgan  # noqa: E402,F401  (fills the registry)

@@ -1,0 +1,56 @@
+"""Stage `run`: every stage from one config; finished stages with the same config are skipped."""
+
+from __future__ import annotations
+
+import time
+from typing import List
+
+from ..config import Config
+from .common import GAN, SAMPLES, SPLIT, clf_fingerprint, echo, paths, read_record, save_run_config, stage_fingerprint
+from .compare import run_compare
+from .sample import run_sample
+from .split import run_split
+from .train_clf import run_train_clf
+from .train_gan import run_train_gan
+
+
+def needs_gan(cfg: Config) -> bool:
+    return any(arm.uses_synthetic for arm in cfg.arms)
+
+
+def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
+    """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare."""
+    started = time.time()
+    run_split(cfg, force=force)
+    if needs_gan(cfg):
+        run_train_gan(cfg, force=force, progress=progress)
+        run_sample(cfg, force=force)
+    run_train_clf(cfg, force=force, progress=progress)
+    table = run_compare(cfg)
+    save_run_config(cfg)
+    echo(f"run: finished in {time.time() - started:.0f}s; table in {paths(cfg).compare}")
+    return table
+
+
+def plan(cfg: Config) -> List[str]:
+    """What `run` would do, stage by stage: run, skip (up to date) or blocked (another config's output)."""
+    p = paths(cfg)
+
+    def state(folder, fp) -> str:
+        rec = read_record(folder)
+        if rec is None:
+            return "run"
+        return "skip (up to date)" if rec.get("fingerprint") == fp else "differs: needs --force"
+
+    lines = [f"plan for '{cfg.name}' in {p.root}:",
+             f"  split      {state(p.split, stage_fingerprint(cfg, SPLIT)):24s} {cfg.data.source}, "
+             f"{cfg.split.n_per_class or cfg.split.first_per_class or cfg.split.fraction or 100} train/class"]
+    if needs_gan(cfg):
+        lines.append(f"  train-gan  {state(p.gan, stage_fingerprint(cfg, GAN)):24s} {cfg.gan.name}, {cfg.gan.epochs} epochs")
+        lines.append(f"  sample     {state(p.samples, stage_fingerprint(cfg, SAMPLES)):24s} {cfg.sample.n_per_class}/class")
+    for arm in cfg.arms:
+        for seed in cfg.seeds:
+            lines.append(f"  train-clf  {state(p.clf_run(arm.name, seed), clf_fingerprint(cfg, arm, seed)):24s} "
+                         f"{arm.name} seed {seed}")
+    lines.append("  compare    run")
+    return lines

@@ -1,0 +1,85 @@
+"""Stage `sample`: a labelled synthetic set, class-balanced or in the real proportions, and grids."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from ..config import Config, to_dict
+from ..data.images import to_uint8
+from ..data.synthetic import class_counts, save_synthetic
+from ..errors import StageError
+from ..gans.training import generate
+from ..utils import resolve_device
+from .common import GAN, SAMPLES, building, echo, load_split_data, paths, require_stage, start_stage, write_record
+from .train_gan import load_generator
+
+
+def run_sample(cfg: Config, force: bool = False) -> Path:
+    """Write `<out_dir>/samples/`: samples.pt, images/<class>/*.png and grid.png."""
+    p = paths(cfg)
+    todo = start_stage(cfg, SAMPLES, force)
+    if todo is None:
+        return p.samples
+    fp, config = todo
+    started = time.time()
+    require_stage(cfg, GAN)
+    G, ckpt = load_generator(p.gan_checkpoint)
+    if not getattr(G, "conditional", False):
+        raise StageError(
+            f"gan '{cfg.gan.name}' with per_class: false is unconditional: its samples have no labels; "
+            "set gan.per_class: true or use gan.name: cgan to sample a labelled set"
+        )
+    data, manifest = load_split_data(cfg)
+    if ckpt["data_fingerprint"] != manifest["fingerprint"]:
+        raise StageError(f"GAN checkpoint '{p.gan_checkpoint}' was trained on another split; "
+                         "run `ganaug train-gan --force` first")
+    num_classes = len(data.classes)
+    s = cfg.sample
+
+    # How many per class: balanced, or the training set's proportions at the same total.
+    if s.proportions == "balanced":
+        counts = [s.n_per_class] * num_classes
+    else:
+        real = class_counts(data.train.labels, num_classes)
+        total = s.n_per_class * num_classes
+        counts = [max(1, round(total * n / sum(real))) for n in real]
+
+    device = resolve_device(cfg.device)
+    G = G.to(device)
+    gen = torch.Generator().manual_seed(s.seed)
+    y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
+    z = torch.randn(len(y), G.z_dim, generator=gen)
+    images = to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size))  # uint8, like the real set
+    echo(f"sample: {len(y)} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
+         f"from {p.gan_checkpoint}")
+
+    with building(p.samples) as out:
+        save_synthetic(out, images, y, data.classes, {
+            "gan_checkpoint": str(p.gan_checkpoint), "gan_step": ckpt["step"],
+            "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)}, png=s.png)
+        _real_vs_fake_grid(data.train.images, data.train.labels, images, y, num_classes, s.grid_per_class, gen,
+                           out / "grid.png")
+        write_record(out, "samples", fp, config, started, {"counts": counts})
+    echo(f"sample: wrote {p.samples / 'samples.pt'}{' and a PNG tree' if s.png else ''}; grid {p.samples / 'grid.png'}")
+    return p.samples
+
+
+def _real_vs_fake_grid(real_x: torch.Tensor, real_y: torch.Tensor, fake_x: torch.Tensor, fake_y: torch.Tensor,
+                       num_classes: int, k: int, gen: torch.Generator, path: Path) -> None:
+    """One row per class (up to 20): k real training images, then k synthetic ones."""
+    from torchvision.utils import save_image
+
+    tiles = []
+    for c in range(min(num_classes, 20)):
+        for xs, ys in ((real_x, real_y), (fake_x, fake_y)):
+            idx = torch.nonzero(ys == c).flatten()
+            idx = idx[torch.randperm(len(idx), generator=gen)[:k]]
+            row = xs[idx]
+            if len(row) < k:  # a class with fewer than k images: pad with blanks
+                row = torch.cat([row, torch.zeros((k - len(row),) + tuple(xs.shape[1:]), dtype=torch.uint8)])
+            tiles.append(row)
+    grid = torch.cat(tiles).float() / 255.0
+    save_image(grid, path, nrow=2 * k, padding=1, pad_value=0.5)

@@ -1,0 +1,36 @@
+"""Stage `split`: the small-data regime and its manifest."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..config import Config
+from ..data import load_dataset
+from ..data.split import make_split
+from ..utils import atomic_write_json
+from .common import SPLIT, building, echo, paths, start_stage, write_record
+
+
+def run_split(cfg: Config, force: bool = False) -> Path:
+    """Write `<out_dir>/split/manifest.json` unless the same config already made it."""
+    p = paths(cfg)
+    todo = start_stage(cfg, SPLIT, force)
+    if todo is None:
+        return p.manifest
+    fp, config = todo
+    started = time.time()
+    ds = load_dataset(cfg.data)
+    for note in ds.notes:
+        echo(f"split: note: {note}")
+    manifest = make_split(ds, cfg.split, cfg.data)
+    with building(p.split) as out:
+        atomic_write_json(out / "manifest.json", manifest)
+        write_record(out, "split", fp, config, started, {"content_fingerprint": manifest["fingerprint"]})
+    n = {k: sum(manifest["counts"][k].values()) for k in ("train", "val", "test")}
+    echo(f"split: {n['train']} train / {n['val']} val / {n['test']} test images in {len(manifest['classes'])} "
+         f"classes from {cfg.data.source} -> {p.manifest}")
+    if manifest["duplicates_train_test"]:
+        echo(f"split: note: {manifest['duplicates_train_test']} training images have an exact duplicate in the test set")
+    return p.manifest
+

@@ -1,0 +1,132 @@
+"""Stage `train-clf`: one classifier per arm and seed; the test set is scored once, at the end."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import torch
+
+from ..checkpoint import save_checkpoint
+from ..classifiers import get_classifier
+from ..classifiers.train import predict, train_classifier
+from ..config import ArmConfig, Config, save_config, to_dict
+from ..data.augment import ClassicAugment
+from ..data.mixing import BatchSource
+from ..data.sources import source_hflip
+from ..data.split import SplitData
+from ..data.synthetic import load_synthetic
+from ..metrics import classification_report
+from ..utils import (
+    Stats,
+    atomic_write_json,
+    autocast_dtype,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    use_channels_last,
+)
+from .common import (
+    SAMPLES,
+    building,
+    clf_config,
+    clf_fingerprint,
+    echo,
+    load_split_data,
+    needs_run,
+    paths,
+    require_stage,
+    write_record,
+)
+
+
+def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds: Optional[Sequence[int]] = None,
+                  force: bool = False, progress: bool = True) -> List[Path]:
+    """Train every (arm, seed) whose run is missing; returns the run folders."""
+    arms = list(arms or cfg.arms)
+    seeds = list(seeds if seeds is not None else cfg.seeds)
+    p = paths(cfg)
+    todo = []
+    for arm in arms:
+        for seed in seeds:
+            run = p.clf_run(arm.name, seed)
+            if needs_run(run, clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed), force,
+                         f"classifier run '{arm.name}' seed {seed}", "ganaug train-clf"):
+                todo.append((arm, seed))
+    done = len(arms) * len(seeds) - len(todo)
+    if done:
+        echo(f"train-clf: {done} run(s) up to date")
+    if not todo:
+        return [p.clf_run(a.name, s) for a in arms for s in seeds]
+
+    # Load data once: the split, and the synthetic set if any arm needs it.
+    data, _ = load_split_data(cfg)
+    fake_x = fake_y = None
+    if any(arm.uses_synthetic for arm, _ in todo):
+        require_stage(cfg, SAMPLES)
+        fake_x, fake_y = load_synthetic(p.samples, tuple(data.train.images.shape[1:]), data.classes)
+    device = resolve_device(cfg.device)
+    for i, (arm, seed) in enumerate(todo, 1):
+        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]")
+    return [p.clf_run(a.name, s) for a in arms for s in seeds]
+
+
+def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: Optional[torch.Tensor],
+               fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str) -> None:
+    started = time.time()
+    c = cfg.classifier
+    run_dir = paths(cfg).clf_run(arm.name, seed)
+    num_classes = len(data.classes)
+    ch, h, w = data.train.images.shape[1:]
+
+    # Build the model, the batch source and the augmentation; all seeded by this run's seed.
+    generator = seed_everything(seed)
+    kwargs = {"resolution": int(h), "channels": int(ch), "num_classes": num_classes, "width": c.width}
+    model = get_classifier(c.name, **kwargs)
+    batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator)
+    augment = ClassicAugment(cfg.augment, source_hflip(cfg.data, cfg.augment.hflip)) if arm.augment == "classic" else None
+    amp_dtype = autocast_dtype(c.amp, device)
+    channels_last = use_channels_last(c.channels_last, device)
+
+    with building(run_dir) as out:
+        # Train, selecting weights on the real validation set.
+        stats = Stats(out / "metrics.jsonl")
+        res = train_classifier(
+            model, batches=batches, augment=augment, val_images=data.val.images, val_labels=data.val.labels,
+            steps=c.steps, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay, schedule=c.schedule,
+            eval_every=c.eval_every, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
+            generator=generator, stats=stats, progress=progress, desc=f"train-clf {arm.name} seed {seed}",
+        )
+        train_seconds = time.time() - started
+
+        # Test: once, with the selected weights.
+        pred = predict(res["model"], data.test.images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+        test = classification_report(data.test.labels, pred, data.classes)
+
+        state = {k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}
+        save_checkpoint(out / "best.pt", {
+            "kind": "classifier", "name": c.name, "kwargs": kwargs, "state_dict": state,
+            "optimizer": res["optimizer"], "step": res["best_step"], "rng": rng_state(), "config": to_dict(cfg),
+            "data_fingerprint": data.fingerprint, "classes": data.classes,
+        })
+        result = {
+            "arm": arm.name,
+            "seed": seed,
+            "arm_config": to_dict(arm),
+            "test": test,
+            "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},
+            "budget": {"steps": c.steps, "batch_size": c.batch_size},
+            "train_pool": {"real": int(batches.is_real.sum()), "synthetic": int((~batches.is_real).sum())
+                           + (len(batches.fake_y) if batches.p_real is not None else 0)},
+            "seen": res["seen"],
+            "protocol": {"model_selection": "real validation set", "test_evaluations": 1,
+                         "validation_synthetic_images": 0},
+            "data_fingerprint": data.fingerprint,
+            "train_seconds": round(train_seconds, 2),
+        }
+        atomic_write_json(out / "result.json", result)
+        save_config(cfg, out / "config.yaml")
+        write_record(out, "classifier", clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed), started)
+    echo(f"train-clf {counter} {arm.name} seed {seed}: val {res['best_val_acc']:.4f} (step {res['best_step']}), "
+         f"test acc {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} in {train_seconds:.0f}s")

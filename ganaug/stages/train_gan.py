@@ -1,0 +1,94 @@
+"""Stage `train-gan`: a GAN on the split's training images only."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Dict, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..checkpoint import load_checkpoint, save_checkpoint
+from ..config import Config, to_dict
+from ..errors import CheckpointError
+from ..gans import GANS, gan_kwargs, get_gan
+from ..gans.training import train_gan
+from ..utils import Stats, autocast_dtype, resolve_device, rng_state, seed_everything, use_channels_last
+from .common import GAN, building, echo, load_split_data, paths, start_stage, write_record
+
+
+def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> Path:
+    """Train `cfg.gan` and write `<out_dir>/gan/checkpoint.pt`, metrics.jsonl and sample grids."""
+    p = paths(cfg)
+    todo = start_stage(cfg, GAN, force)
+    if todo is None:
+        return p.gan_checkpoint
+    fp, config = todo
+    started = time.time()
+
+    # Load data: the training part of the split, nothing else.
+    data, manifest = load_split_data(cfg)
+    c, h, w = data.train.images.shape[1:]
+    num_classes = len(data.classes)
+
+    # Build networks.
+    g = cfg.gan
+    device = resolve_device(cfg.device)
+    generator = seed_everything(g.seed)
+    kwargs = gan_kwargs(g, resolution=h, channels=c, num_classes=num_classes)
+    nets = get_gan(g.name, **kwargs)
+    amp_dtype = autocast_dtype(g.amp, device)
+    channels_last = use_channels_last(g.channels_last, device)
+    n_params = sum(t.numel() for t in nets.G.parameters()), sum(t.numel() for t in nets.D.parameters())
+    echo(f"train-gan: {g.name}{' per class' if g.per_class else ''} on {len(data.train.labels)} images "
+         f"({c}x{h}x{w}), G {n_params[0] / 1e6:.2f}M / D {n_params[1] / 1e6:.2f}M parameters, "
+         f"{g.epochs} epochs, device {device}{', bf16' if amp_dtype else ''}")
+
+    # Train.
+    with building(p.gan) as out:
+        stats = Stats(out / "metrics.jsonl")
+        result = train_gan(
+            nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
+            epochs=g.epochs, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
+            ema_kimg=g.ema_kimg, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
+            generator=generator, stats=stats, grid_dir=out / "grids", grid_every=g.grid_every, progress=progress,
+        )
+        save_checkpoint(out / "checkpoint.pt", {
+            "kind": "gan",
+            "name": g.name,
+            "kwargs": kwargs,
+            "state_dict": {k: _cpu_state(result[k]) for k in ("G", "D", "G_ema")},
+            "optimizer": result["optimizer"],
+            "step": result["step"],
+            "cur_nimg": result["cur_nimg"],
+            "epoch": g.epochs,
+            "rng": rng_state(),
+            "config": to_dict(cfg),
+            "data_fingerprint": manifest["fingerprint"],
+            "classes": data.classes,
+            "shape": [int(c), int(h), int(w)],
+        })
+        write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000})
+    last = stats.last
+    echo(f"train-gan: {result['step']} steps in {time.time() - started:.0f}s; last epoch loss G {last['loss/G']:.3f} "
+         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f} -> {p.gan_checkpoint}")
+    return p.gan_checkpoint
+
+
+def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
+    """The moving-average generator from a GAN checkpoint, rebuilt without the original config file."""
+    hint = "train one with `ganaug train-gan --config ...`"
+    ckpt = load_checkpoint(path, "gan", hint)
+    GANS.check(ckpt["name"], f"checkpoint '{path}' gan name")
+    G = get_gan(ckpt["name"], **ckpt["kwargs"]).G
+    try:
+        G.load_state_dict(ckpt["state_dict"]["G_ema"])
+    except (KeyError, RuntimeError) as e:
+        raise CheckpointError(f"checkpoint '{path}' does not fit a {ckpt['name']} generator "
+                              f"({str(e).splitlines()[0][:100]}); {hint}") from None
+    return G.eval().requires_grad_(False), ckpt

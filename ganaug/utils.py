@@ -1,0 +1,179 @@
+"""Small shared pieces: atomic files, devices, seeding, precision, the metrics stream."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, Iterator, Optional, Union
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, GanaugError
+
+PathLike = Union[str, Path]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Files that are either whole or absent.
+
+
+@contextlib.contextmanager
+def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
+    """Write to a temporary file beside `path`, fsync, then rename over it; a failure leaves `path` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def atomic_write_json(path: PathLike, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: PathLike) -> None:
+    try:
+        with atomic_open(path, "wb") as f:
+            torch.save(obj, f)
+    except OSError as e:
+        raise GanaugError(f"could not write '{path}': {e.strerror or e}; free some disk space and run again") from None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Devices, seeds and precision.
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is not there is a ConfigError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"config key 'device' is '{name}' but no CUDA device is available; use auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("config key 'device' is 'mps' but Apple's MPS is not available; use auto or cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator for explicit draws."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every RNG state as plain data and tensors, so checkpoints load with `weights_only=True`."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: Dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def autocast_dtype(setting: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for `amp: auto|bf16|off` on this device, or None for full precision.
+
+    auto: bfloat16 on CUDA cards that support it; float32 elsewhere. On CPUs bf16 autocast was
+    measured 1.0-1.4x *slower* for these networks with torch 2.15 on an AVX512-BF16 Xeon
+    (scripts/bench_steps.py prints the comparison for the machine at hand), so it is opt-in there.
+    """
+    if setting == "off":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if setting == "bf16" else None
+
+
+def use_channels_last(setting: str, device: torch.device) -> bool:
+    if setting == "auto":
+        return device.type in ("cpu", "cuda")
+    return setting == "on"
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# One stats stream: report(name, value) anywhere; tick() writes the means to metrics.jsonl.
+
+
+class Stats:
+    """Collects scalar reports and appends one JSON line of their means per tick."""
+
+    def __init__(self, path: Optional[PathLike]):
+        self.path = Path(path) if path is not None else None
+        self._sums: Dict[str, float] = {}
+        self._counts: Dict[str, int] = {}
+        self._t0 = time.time()
+        self.last: Dict[str, Any] = {}
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def report(self, name: str, value: Union[float, torch.Tensor]) -> None:
+        if isinstance(value, torch.Tensor):
+            value = float(value.detach().float().mean())
+        self._sums[name] = self._sums.get(name, 0.0) + float(value)
+        self._counts[name] = self._counts.get(name, 0) + 1
+
+    def tick(self, **fields: Any) -> Dict[str, Any]:
+        row: Dict[str, Any] = dict(fields)
+        row["seconds"] = round(time.time() - self._t0, 3)
+        for k in self._sums:
+            row[k] = self._sums[k] / self._counts[k]
+        self._sums.clear()
+        self._counts.clear()
+        self.last = row
+        if self.path is not None:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        return row
+
+
+def read_jsonl(path: PathLike) -> list[Dict[str, Any]]:
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                rows.append(json.loads(line))
+    return rows

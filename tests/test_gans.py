@@ -1,0 +1,92 @@
+"""GANs: every registered family builds at several sizes, trains a few steps and reloads from its checkpoint."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganaug.checkpoint import save_checkpoint
+from ganaug.errors import CheckpointError
+from ganaug.gans import GANS, get_gan, list_gans
+from ganaug.gans.dcgan import plan
+from ganaug.gans.training import train_gan
+from ganaug.stages.train_gan import load_generator
+from ganaug.utils import Stats, rng_state
+
+
+def variants():
+    for name in list_gans():
+        yield name, False
+        if GANS.meta(name).get("per_class"):
+            yield name, True
+
+
+@pytest.mark.parametrize("resolution", [8, 16, 28, 32, 50])
+@pytest.mark.parametrize("name, per_class", list(variants()))
+def test_networks_build_and_give_the_right_shapes(name: str, per_class: bool, resolution: int) -> None:
+    nets = get_gan(name, resolution=resolution, channels=3, num_classes=3, z_dim=8, width=4, per_class=per_class)
+    z, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
+    with torch.no_grad():
+        x = nets.G(z, y)
+    assert x.shape == (6, 3, resolution, resolution)
+    assert float(x.min()) >= -1 and float(x.max()) <= 1  # tanh: the range to_uint8 expects
+    with torch.no_grad():
+        assert nets.D(x, y).shape == (6,)
+
+
+def test_plan_starts_small_and_doubles() -> None:
+    assert plan(28) == (7, 2) and plan(32) == (4, 3) and plan(64) == (4, 4) and plan(8) == (4, 1)
+
+
+def test_projection_discriminator_uses_the_label() -> None:
+    nets = get_gan("cgan", resolution=16, channels=1, num_classes=3, z_dim=8, width=4, d_cond="projection")
+    x = torch.randn(4, 1, 16, 16)
+    nets.D.eval()
+    assert not torch.allclose(nets.D(x, torch.zeros(4, dtype=torch.long)), nets.D(x, torch.ones(4, dtype=torch.long)))
+
+
+@pytest.mark.parametrize("name, per_class", list(variants()))
+def test_a_few_training_steps_log_losses_and_write_grids(tmp_path: Path, name: str, per_class: bool) -> None:
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
+    labels = torch.arange(3).repeat(8)
+    nets = get_gan(name, resolution=16, channels=1, num_classes=3, z_dim=8, width=4, per_class=per_class)
+    before = {k: v.clone() for k, v in nets.G.state_dict().items()}
+    out = train_gan(nets, images=images, labels=labels, num_classes=3, epochs=2, batch_size=8, lr=2e-4,
+                    betas=(0.5, 0.999), ema_kimg=1.0, device=torch.device("cpu"), amp_dtype=None,
+                    channels_last=False, generator=torch.Generator().manual_seed(0),
+                    stats=Stats(tmp_path / "metrics.jsonl"), grid_dir=tmp_path / "grids", grid_every=1, progress=False)
+    assert out["step"] == (2 * 3 * 1 if per_class else 2 * 3)  # per class: 8 images -> 1 step per epoch each
+    changed = [k for k, v in out["G"].state_dict().items() if not torch.equal(v, before[k])]
+    assert changed, "training did not move G"
+    rows = [line for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if line]
+    assert len(rows) == (2 * 3 if per_class else 2)
+    for key in ('"loss/G"', '"loss/D"', '"D(x)"', '"D(G(z))"'):
+        assert key in rows[-1]
+    assert len(list((tmp_path / "grids").glob("*.png"))) == len(rows)
+
+
+def test_checkpoint_rebuilds_the_generator_without_a_config(tmp_path: Path) -> None:
+    kwargs = dict(resolution=16, channels=1, num_classes=3, z_dim=8, width=4, per_class=False, d_cond="concat")
+    nets = get_gan("cgan", **kwargs)
+    state = {k: v for k, v in nets.G.state_dict().items()}
+    save_checkpoint(tmp_path / "g.pt", {
+        "kind": "gan", "name": "cgan", "kwargs": kwargs, "state_dict": {"G": state, "D": nets.D.state_dict(),
+                                                                        "G_ema": state},
+        "optimizer": {}, "step": 0, "rng": rng_state(), "config": {}, "data_fingerprint": "x"})
+    G, ckpt = load_generator(tmp_path / "g.pt")
+    z, y = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    nets.G.eval()
+    assert torch.equal(G(z, y), nets.G(z, y))
+    assert ckpt["data_fingerprint"] == "x"
+
+
+def test_missing_or_broken_checkpoint_is_a_named_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"no gan checkpoint at '.*nothing.pt'; train one"):
+        load_generator(tmp_path / "nothing.pt")
+    (tmp_path / "cut.pt").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_generator(tmp_path / "cut.pt")
+    torch.save({"kind": "classifier"}, tmp_path / "clf.pt")
+    with pytest.raises(CheckpointError, match="not a ganaug gan checkpoint"):
+        load_generator(tmp_path / "clf.pt")
