@@ -219,3 +219,14 @@ def test_unconditional_gan_cannot_make_a_labelled_set(config_file: Path) -> None
     ok("split", *c)
     ok("train-gan", *c)
     one_line_error(invoke("sample", *c), "unconditional", "per_class: true")
+
+
+def test_one_dcgan_per_class_samples_a_labelled_set(config_file: Path, tmp_path: Path) -> None:
+    c = ("-c", str(config_file), "--set", "gan.name=dcgan", "--set", "gan.per_class=true", "--set", "gan.epochs=2")
+    ok("split", *c)
+    ok("train-gan", *c)
+    grids = sorted(p.name for p in (tmp_path / "run" / "gan" / "grids").iterdir())
+    assert grids[0] == "class-0-epoch-0001.png" and len(grids) == 6  # 3 classes x 2 epochs
+    ok("sample", *c)
+    blob = torch.load(tmp_path / "run" / "samples" / "samples.pt", weights_only=True)
+    assert torch.bincount(blob["labels"]).tolist() == [10, 10, 10] and blob["images"].dtype == torch.uint8
