@@ -6,7 +6,7 @@ works: G starts from s0 x s0 (s0 in 2..7) and doubles k times to s0 * 2^k >= res
 center-crops (28 -> 7x7 start, 32 -> 4x4 start).
 
 The cGAN's D takes the label as one-hot maps by default: at 100 MNIST images per class (100 epochs,
-width 32) its fakes scored 83% classification accuracy against 68% with projection.
+width 32, one seed) its fakes scored 82.6% classification accuracy against 70.3% with projection.
 """
 
 from __future__ import annotations
