@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Tuple
 
 import torch
 import torch.nn.functional as F
@@ -96,13 +95,3 @@ class ClassicAugment:
                 xf = (xf * factor + mean * (1 - factor)).clamp_(0, 255).floor_()
             x = xf.to(torch.uint8)
         return x
-
-    def describe(self) -> Tuple[str, ...]:
-        c = self.cfg
-        ops = ["hflip"] if self.hflip else []
-        ops += [f"rotate±{c.degrees:g}°", f"shift±{c.translate:g}", f"zoom {c.scale[0]:g}-{c.scale[1]:g}"]
-        if c.brightness:
-            ops.append(f"brightness±{c.brightness:g}")
-        if c.contrast:
-            ops.append(f"contrast±{c.contrast:g}")
-        return tuple(ops)

@@ -107,11 +107,6 @@ class BatchSource:
         self.fake_start = torch.cumsum(counts, 0) - counts
         self.fake_count = counts
 
-    @property
-    def size(self) -> int:
-        """Distinct training images this arm can draw from."""
-        return len(self.y) + (len(self.fake_y) if self.p_real is not None else 0)
-
     def next(self, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         idx = self.sampler.next(batch_size)
         x, y, is_real = self.x[idx], self.y[idx], self.is_real[idx]
