@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from typing import Any, Callable, Optional, Sequence, Tuple
@@ -34,12 +35,20 @@ def _config_options(f: Callable) -> Callable:
     @click.option("--config", "-c", "config_path", required=True, metavar="FILE", help="Experiment YAML file.")
     @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                   help="Override a config key; the value is read as YAML (e.g. --set seeds=[0,1,2]). Repeatable.")
+    @click.option("--sweep", "sweep", default=None, metavar="KEY=SPEC",
+                  help="Add a grid of arms over an arm key, e.g. mix.p_real=0:1:0.1 (start:stop:step) or mix.add=0,500,1000.")
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and the plan, then exit.")
     @click.option("--force", is_flag=True, help="Redo stages whose outputs exist (even from another config).")
     @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
     @functools.wraps(f)
-    def wrapper(config_path: str, overrides: Tuple[str, ...], dry_run: bool, force: bool,
+    def wrapper(config_path: str, overrides: Tuple[str, ...], sweep: Optional[str], dry_run: bool, force: bool,
                 progress: Optional[bool], **kwargs: Any) -> None:
+        if sweep is not None:
+            key, sep, spec = sweep.partition("=")
+            if not sep or not key.strip() or not spec.strip():
+                raise ConfigError(f"--sweep '{sweep}' must look like KEY=SPEC, e.g. --sweep mix.p_real=0:1:0.1")
+            # The spec stays a string: YAML would read 0:1:0.1 as a base-60 number.
+            overrides = overrides + (f"sweep.key={key.strip()}", "sweep.values=" + json.dumps(spec.strip()))
         cfg = load_config(config_path, overrides)
         if progress is None:
             progress = sys.stderr.isatty()
@@ -108,13 +117,13 @@ def train_clf(cfg: Config, force: bool, progress: bool, data: Optional[str], mix
     """Train classifiers for the config's arms and seeds (or one arm from --data/--mix/--augment)."""
     from .stages import run_train_clf
 
-    arms = cfg.arms
+    arms = cfg.all_arms
     if data is not None or mix is not None or augment is not None:
         if arm_names:
             raise ConfigError("--arm picks arms of the config; it cannot be combined with --data/--mix/--augment")
         arms = [parse_arm_shorthand(data, mix, augment)]
     elif arm_names:
-        known = {a.name: a for a in cfg.arms}
+        known = {a.name: a for a in cfg.all_arms}
         missing = [n for n in arm_names if n not in known]
         if missing:
             raise ConfigError(f"--arm {missing[0]}: no such arm in the config (arms: {', '.join(known)})")
@@ -130,6 +139,18 @@ def compare(cfg: Config, force: bool, progress: bool) -> None:
     from .stages import run_compare
 
     click.echo(run_compare(cfg), nl=False)
+
+
+@main.command()
+@_config_options
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False), help="Where to write [<out_dir>/report.html].")
+def report(cfg: Config, force: bool, progress: bool, output: Optional[str]) -> None:
+    """Write one self-contained HTML report: config, table, audit, plots and sample grids (no network needed)."""
+    from pathlib import Path
+
+    from .stages import run_report
+
+    click.echo(str(run_report(cfg, Path(output) if output else None)))
 
 
 @main.command()

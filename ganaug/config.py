@@ -31,6 +31,7 @@ class DataConfig:
     resolution: Optional[int] = None  # None: the source's own size (imagefolder needs one)
     channels: Optional[int] = None  # 1 or 3; None: the source's own
     bad_images: Literal["error", "skip"] = "error"  # imagefolder: stop at, or skip and list, unreadable files
+    label_regex: Optional[str] = None  # imagefolder: labels from file names (group 'label' or the first group)
     download: bool = True  # torchvision sets: try to download when the files are missing
 
 
@@ -110,6 +111,7 @@ class AugmentConfig:
 class MixConfig:
     p_real: Optional[float] = None  # each batch sample stays real with this probability, else a fake of its class
     add: Optional[int] = None  # this many fakes per class added to the real training set
+    balance: bool = False  # fakes added to each class up to the largest class's real count (imbalanced data)
 
 
 @dataclass
@@ -118,10 +120,30 @@ class ArmConfig:
     data: Literal["real", "synthetic", "mixed"] = "real"
     mix: Optional[MixConfig] = None
     augment: Literal["none", "classic"] = "none"
+    oversample: bool = False  # draw training images class-balanced (random oversampling of small classes)
 
     @property
     def uses_synthetic(self) -> bool:
         return self.data != "real"
+
+
+@dataclass
+class SweepConfig:
+    """A grid of arms that differ in one arm key, drawn as accuracy against that key with its confidence band."""
+
+    key: str = "mix.p_real"  # the arm key swept: mix.p_real (per-sample replacement) or mix.add (fakes per class)
+    values: Union[List[float], str, float] = "0:1:0.1"  # a list, or 'start:stop:step' (quoted in YAML; stop included)
+    augment: Literal["none", "classic"] = "none"  # classic augmentation on every swept arm
+
+
+@dataclass
+class CompareConfig:
+    """How `compare` turns replicates into a verdict."""
+
+    confidence: float = 0.95  # level of every interval
+    alpha: float = 0.05  # significance level of the verdicts, after the correction
+    correction: Literal["holm", "bonferroni", "none"] = "holm"  # for the number of arms compared with the baseline
+    audit: bool = True  # check the protocol (no fakes in val/test, GAN saw only train images, equal budgets ...)
 
 
 @dataclass
@@ -137,7 +159,31 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     arms: List[ArmConfig] = field(default_factory=lambda: [ArmConfig()])
     seeds: List[int] = field(default_factory=lambda: [0])
+    gan_seeds: Optional[List[int]] = None  # independent GANs; replicate i (seeds[i]) uses gan_seeds[i % len]
+    sweep: Optional[SweepConfig] = None  # extra arms: one per swept value
     baseline: Optional[str] = None  # arm the others are compared with; None: the first real, unaugmented arm
+    compare: CompareConfig = field(default_factory=CompareConfig)
+
+    @property
+    def all_arms(self) -> List[ArmConfig]:
+        """The listed arms, then the sweep's."""
+        return list(self.arms) + (sweep_arms(self.sweep) if self.sweep is not None else [])
+
+    def gan_seed_of(self, seed: int) -> Optional[int]:
+        """The GAN a classifier replicate uses: None with one GAN (gan.seed), else its gan_seeds entry."""
+        if not self.gan_seeds:
+            return None
+        if seed not in self.seeds:
+            raise ConfigError(f"seed {seed} is not in seeds {self.seeds}; with gan_seeds, a replicate's GAN is "
+                              "given by its position in seeds, so add it there")
+        return self.gan_seeds[self.seeds.index(seed) % len(self.gan_seeds)]
+
+    @property
+    def gan_replicates(self) -> List[Optional[int]]:
+        """Every GAN to train: [None] for the one GAN of gan.seed, else the gan seeds the replicates use."""
+        if not self.gan_seeds:
+            return [None]
+        return sorted({self.gan_seed_of(s) for s in self.seeds})  # type: ignore[type-var]
 
     @property
     def baseline_arm(self) -> Optional[str]:
@@ -147,6 +193,73 @@ class Config:
             if arm.data == "real" and arm.augment == "none":
                 return arm.name
         return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sweeps: one arm per value of an arm key.
+
+SWEEP_KEYS = {"mix.p_real": "p_real", "mix.add": "add"}
+
+
+def sweep_key(key: str) -> str:
+    """The canonical arm key for 'classifier.mix.p_real', 'arm.mix.p_real', 'mix.p_real' or 'p_real'."""
+    k = key.strip()
+    for prefix in ("classifier.", "arms.", "arm."):
+        if k.startswith(prefix):
+            k = k[len(prefix):]
+    if k in ("p_real", "add"):
+        k = "mix." + k
+    if k not in SWEEP_KEYS:
+        raise ConfigError(f"config key 'sweep.key' is {key!r}; a sweep varies an arm key: "
+                          f"{' or '.join(SWEEP_KEYS)} (also written classifier.mix.p_real)")
+    return k
+
+
+def sweep_values(sweep: SweepConfig) -> List[float]:
+    """The swept values: a list as given, or 'start:stop:step' with the stop included."""
+    v = sweep.values
+    if isinstance(v, float):
+        return [v]
+    if isinstance(v, list):
+        out = [float(x) for x in v]
+    else:
+        text = v.strip()
+        try:
+            if ":" in text:
+                start, stop, step = (float(t) for t in text.split(":"))
+                if step <= 0 or stop < start:
+                    raise ValueError
+                n = int(round((stop - start) / step))
+                out = [round(start + i * step, 10) for i in range(n + 1)]
+                out = [x for x in out if x <= stop + 1e-9]
+            else:
+                out = [float(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise ConfigError(f"config key 'sweep.values' is {v!r}; write 'start:stop:step' with step > 0 and "
+                              "stop >= start (e.g. '0:1:0.1'), a comma list, or a YAML list") from None
+    if not out:
+        raise ConfigError("config key 'sweep.values' is empty; give at least one value")
+    return out
+
+
+def sweep_arms(sweep: SweepConfig) -> List[ArmConfig]:
+    """The arms a sweep adds, named '<key>-<value>' (plus '-aug' with classic augmentation)."""
+    key = sweep_key(sweep.key)
+    short = SWEEP_KEYS[key]
+    arms = []
+    for x in sweep_values(sweep):
+        mix = MixConfig(p_real=x) if short == "p_real" else MixConfig(add=int(round(x)))
+        name = f"{short}-{x:g}" if short == "p_real" else f"{short}-{int(round(x))}"
+        arms.append(ArmConfig(name=name + ("-aug" if sweep.augment == "classic" else ""), data="mixed", mix=mix,
+                              augment=sweep.augment))
+    return arms
+
+
+def sweep_value(arm: Dict[str, Any], key: str) -> Optional[float]:
+    """The value of a swept key in an arm's plain-data form (a result.json's arm_config)."""
+    mix = arm.get("mix") or {}
+    v = mix.get(SWEEP_KEYS[sweep_key(key)])
+    return None if v is None else float(v)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -282,9 +395,19 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+def _canonical(obj: Any) -> Any:
+    """Plain data without the keys that are off (None or false), so a key added later with an off default
+    leaves every earlier fingerprint, and the runs they identify, valid."""
+    if isinstance(obj, dict):
+        return {k: _canonical(v) for k, v in obj.items() if v is not None and v is not False}
+    if isinstance(obj, list):
+        return [_canonical(v) for v in obj]
+    return obj
+
+
 def fingerprint(obj: Any) -> str:
-    """A short stable hash of plain data or a dataclass tree."""
-    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"), default=str)
+    """A short stable hash of plain data or a dataclass tree (keys that are off do not count)."""
+    blob = json.dumps(_canonical(to_dict(obj)), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -421,8 +544,9 @@ def validate_arm(arm: ArmConfig, key: str) -> None:
     if arm.data == "mixed":
         _need(arm.mix is not None, f"{key}.mix", "is needed for data: mixed; give p_real: P or add: K")
         assert arm.mix is not None
-        _need((arm.mix.p_real is None) != (arm.mix.add is None), f"{key}.mix",
-              "must set exactly one of p_real (per-sample replacement) or add (fakes per class)")
+        _need(sum((arm.mix.p_real is not None, arm.mix.add is not None, arm.mix.balance)) == 1, f"{key}.mix",
+              "must set exactly one of p_real (per-sample replacement), add (fakes per class) or balance: true "
+              "(fakes up to the largest class)")
         if arm.mix.p_real is not None:
             _need(0.0 <= arm.mix.p_real <= 1.0, f"{key}.mix.p_real",
                   f"must be between 0 and 1 (the share of real images per batch), got {arm.mix.p_real}")
@@ -448,6 +572,14 @@ def validate(cfg: Config) -> None:
         _need(4 <= d.resolution <= 1024, "data.resolution", f"must be between 4 and 1024 pixels, got {d.resolution}")
     if d.channels is not None:
         _need(d.channels in (1, 3), "data.channels", f"must be 1 (grayscale) or 3 (RGB), got {d.channels}")
+    if d.label_regex is not None:
+        _need(d.source == "imagefolder", "data.label_regex", f"applies to source imagefolder, not {d.source}")
+        try:
+            groups = re.compile(d.label_regex).groups
+        except re.error as e:
+            raise ConfigError(f"config key 'data.label_regex' is not a valid regular expression ({e}); fix the pattern") from None
+        _need(groups >= 1, "data.label_regex", "needs a group that captures the label, e.g. '^\\d+_(\\d)_' "
+              "or '(?P<label>...)'")
 
     s = cfg.split
     modes = [k for k in ("n_per_class", "first_per_class", "fraction") if getattr(s, k) is not None]
@@ -506,8 +638,35 @@ def validate(cfg: Config) -> None:
         if arm.mix is not None and arm.mix.add is not None and cfg.sample.proportions == "balanced":
             _need(arm.mix.add <= cfg.sample.n_per_class, f"arms[{i}].mix.add",
                   f"asks for {arm.mix.add} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
+    if cfg.sweep is not None:
+        if isinstance(cfg.sweep.values, float):
+            raise ConfigError(f"config key 'sweep.values' is the number {cfg.sweep.values:g}; YAML reads an unquoted "
+                              "0:1:0.1 as a base-60 number, so quote it ('0:1:0.1') or give a list")
+        key = sweep_key(cfg.sweep.key)
+        values = sweep_values(cfg.sweep)
+        _need(len(values) <= 200, "sweep.values", f"gives {len(values)} values; 200 at most")
+        for x in values:
+            if key == "mix.p_real":
+                _need(0.0 <= x <= 1.0, "sweep.values", f"must be shares of real images in [0, 1] for {key}, got {x:g}")
+            else:
+                _need(x >= 0 and float(x).is_integer(), "sweep.values", f"must be whole numbers of fakes per class, got {x:g}")
+                if cfg.sample.proportions == "balanced":
+                    _need(x <= cfg.sample.n_per_class, "sweep.values",
+                          f"asks for {x:g} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
+        for arm in sweep_arms(cfg.sweep):
+            _need(arm.name not in seen, "sweep", f"makes an arm named '{arm.name}', which arms already has; rename that arm")
+            seen.add(arm.name)
     _need(len(cfg.seeds) >= 1, "seeds", "must list at least one seed")
     _need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds", f"must not repeat a seed, got {cfg.seeds}")
+    if cfg.gan_seeds is not None:
+        _need(len(cfg.gan_seeds) >= 1, "gan_seeds", "must list at least one seed, or be left out (one GAN, gan.seed)")
+        _need(len(set(cfg.gan_seeds)) == len(cfg.gan_seeds), "gan_seeds", f"must not repeat a seed, got {cfg.gan_seeds}")
+        _need(len(cfg.gan_seeds) <= len(cfg.seeds), "gan_seeds",
+              f"lists {len(cfg.gan_seeds)} GANs for {len(cfg.seeds)} replicates; replicate i uses gan_seeds[i], "
+              "so list at most one per seed")
+    cmp = cfg.compare
+    _need(0.5 <= cmp.confidence < 1.0, "compare.confidence", f"must be in [0.5, 1), e.g. 0.95, got {cmp.confidence}")
+    _need(0.0 < cmp.alpha < 0.5, "compare.alpha", f"must be in (0, 0.5), e.g. 0.05, got {cmp.alpha}")
     if cfg.baseline is not None:
         _need(cfg.baseline in seen, "baseline", f"names no arm ('{cfg.baseline}'); arms are {', '.join(seen)}")
 
@@ -519,8 +678,8 @@ def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Option
     raw: Dict[str, Any] = {}
     if mix is not None:
         path, value = parse_override(mix)
-        if len(path) != 1 or path[0] not in ("p_real", "add"):
-            raise ConfigError(f"--mix '{mix}' must be p_real=P (0..1) or add=K (fakes per class)")
+        if len(path) != 1 or path[0] not in ("p_real", "add", "balance"):
+            raise ConfigError(f"--mix '{mix}' must be p_real=P (0..1), add=K (fakes per class) or balance=true")
         raw["mix"] = {path[0]: value}
         if data not in (None, "mixed"):
             raise ConfigError(f"--mix needs --data mixed (or no --data), got --data {data}")
@@ -532,7 +691,7 @@ def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Option
         arm = _Coerce({}).dataclass(ArmConfig, raw, "arm")
         if arm.mix is not None:
             m = arm.mix
-            base = f"mixed-p{m.p_real:g}" if m.p_real is not None else f"real+{m.add}"
+            base = f"mixed-p{m.p_real:g}" if m.p_real is not None else f"real+{m.add}" if m.add is not None else "real+balance"
         else:
             base = arm.data
         arm.name = base + ("-aug" if arm.augment == "classic" else "")

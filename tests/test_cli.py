@@ -81,8 +81,11 @@ def test_every_stage_through_the_cli(config_file: Path, tmp_path: Path) -> None:
     assert (run / "clf" / "synthetic-aug" / "seed-3" / "result.json").is_file()
 
     r = ok("compare", *c)
-    for arm in ("real", "synthetic", "mixed-0.5", "real+5", "real-aug", "mixed-p0.8", "synthetic-aug"):
+    for arm in ("real", "synthetic", "mixed-0.5", "real+5", "real-aug", "mixed-p0.8"):
         assert f"| {arm} |" in r.output
+    assert "| synthetic-aug |" not in r.output and "Left out: 1 run(s) for seeds this config does not list (3)." in r.output
+    assert "| synthetic-aug | synthetic + classic aug | 1 |" in ok("compare", *c, "--set", "seeds=[0, 3]").output
+    r = ok("compare", *c)
     assert "baseline" in r.output
     for ext in ("md", "csv", "json"):
         assert (run / "compare" / f"table.{ext}").is_file()

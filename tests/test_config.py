@@ -119,3 +119,64 @@ def test_arm_shorthands() -> None:
 def test_baseline_defaults_to_first_plain_real_arm(config_file: Path) -> None:
     cfg = load_config(config_file, ["arms=[{name: aug, data: real, augment: classic}, {name: base, data: real}]"])
     assert cfg.baseline_arm == "base"
+
+
+def test_a_sweep_adds_one_arm_per_value(config_file: Path) -> None:
+    cfg = load_config(config_file, ["sweep.key=classifier.mix.p_real", "sweep.values='0:1:0.25'"])
+    names = [a.name for a in cfg.all_arms]
+    assert names[:5] == [a.name for a in cfg.arms]
+    assert names[5:] == ["p_real-0", "p_real-0.25", "p_real-0.5", "p_real-0.75", "p_real-1"]
+    assert [a.mix.p_real for a in cfg.all_arms[5:]] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    steps = load_config(config_file, ["sweep.key=p_real", "sweep.values='0:1:0.05'"]).all_arms[5:]
+    assert len(steps) == 21 and steps[3].mix.p_real == 0.15  # no 0.15000000000000002
+    add = load_config(config_file, ["sweep={key: mix.add, values: [0, 5, 10], augment: classic}"]).all_arms[5:]
+    assert [(a.name, a.mix.add, a.augment) for a in add] == [("add-0-aug", 0, "classic"), ("add-5-aug", 5, "classic"),
+                                                             ("add-10-aug", 10, "classic")]
+    # The saved config keeps the sweep, not its arms: reloading gives the same arms.
+    again = config_from_dict(yaml.safe_load(yaml.safe_dump(to_dict(cfg))))
+    assert [a.name for a in again.all_arms] == names
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["sweep.key=gan.lr"], "a sweep varies an arm key"),
+    (["sweep.values=0:1:0.1"], "YAML reads an unquoted 0:1:0.1 as a base-60 number"),
+    (["sweep.values='1:0:0.1'"], "'start:stop:step' with step > 0"),
+    (["sweep.values='0:1:x'"], "'start:stop:step'"),
+    (["sweep.values=[0.5, 1.5]"], "must be shares of real images in [0, 1]"),
+    (["sweep={key: mix.add, values: [0, 2.5]}"], "whole numbers of fakes per class"),
+    (["sweep={key: mix.add, values: [0, 50]}"], "asks for 50 fakes per class but sample.n_per_class makes 10"),
+    (["sweep.values=[0.5]", "arms.1.name=p_real-0.5"], "makes an arm named 'p_real-0.5', which arms already has"),
+    (["sweep.vales=[0.5]"], "did you mean 'sweep.values'"),
+    (["gan_seeds=[0, 0]"], "must not repeat a seed"),
+    (["gan_seeds=[0, 1]"], "lists 2 GANs for 1 replicates"),
+    (["compare.alpha=0.7"], "compare.alpha' must be in (0, 0.5)"),
+    (["compare.correction=fdr"], "one of 'holm', 'bonferroni', 'none'"),
+    (["data.label_regex='(oops'"], "is not a valid regular expression"),
+    (["data.label_regex='^\\d+_'"], "needs a group that captures the label"),
+    (["arms.2.mix.add=3"], "must set exactly one of p_real"),
+])
+def test_replicate_sweep_and_compare_keys_are_checked(config_file: Path, overrides: list, words: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        load_config(config_file, overrides)
+    assert words in str(e.value)
+
+
+def test_gan_seeds_pair_with_replicates_by_position(config_file: Path) -> None:
+    one = load_config(config_file, ["seeds=[3, 4, 5]"])
+    assert one.gan_replicates == [None] and one.gan_seed_of(4) is None
+    own = load_config(config_file, ["seeds=[3, 4, 5]", "gan_seeds=[7, 8, 9]"])
+    assert [own.gan_seed_of(s) for s in (3, 4, 5)] == [7, 8, 9] and own.gan_replicates == [7, 8, 9]
+    shared = load_config(config_file, ["seeds=[3, 4, 5]", "gan_seeds=[7, 8]"])
+    assert [shared.gan_seed_of(s) for s in (3, 4, 5)] == [7, 8, 7] and shared.gan_replicates == [7, 8]
+    with pytest.raises(ConfigError, match="seed 6 is not in seeds"):
+        shared.gan_seed_of(6)
+
+
+def test_a_new_key_that_is_off_keeps_old_fingerprints() -> None:
+    old = {"data": {"source": "mnist-5k", "root": None, "resolution": 28}}
+    assert fingerprint(old | {"data": old["data"] | {"label_regex": None}}) == fingerprint(old)
+    arm = {"name": "real", "data": "real", "augment": "none"}
+    assert fingerprint(arm | {"oversample": False}) == fingerprint(arm)
+    assert fingerprint(arm | {"oversample": True}) != fingerprint(arm)
+    assert fingerprint({"a": [{"x": None, "y": 1}]}) == fingerprint({"a": [{"y": 1}]})
+    assert fingerprint({"a": 0}) != fingerprint({})  # zero is a value, not "off"

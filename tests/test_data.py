@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -11,7 +12,7 @@ from ganaug.data import load_dataset, to_float, to_uint8
 from ganaug.data.images import conform
 from ganaug.errors import ConfigError, DataError
 
-from .conftest import CLASSES, make_folder
+from .conftest import CLASSES, make_folder, pattern
 
 
 def test_mnist5k_is_the_real_bundled_mnist_subset() -> None:
@@ -119,3 +120,30 @@ def test_conform_resizes_and_converts() -> None:
     x = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
     y = conform(x, 16, 1)
     assert y.shape == (2, 1, 16, 16) and y.dtype == torch.uint8
+
+
+def test_imagefolder_labels_from_file_names(tmp_path: Path) -> None:
+    """UTKFace names files '<age>_<gender>_<race>_<date>.jpg'; a regex group picks the label."""
+    root = tmp_path / "faces"
+    (root / "part1").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names = ["25_0_1_2017.png", "31_1_0_2017.png", "8_1_2_2016.png", "40_0_3_2017.png", "notes_face.png"]
+    for i, name in enumerate(names):
+        Image.fromarray(pattern(i % 3, rng)).save(root / "part1" / name)
+    cfg = DataConfig(source="imagefolder", root=str(root), resolution=16, label_regex=r"^\d+_(\d)_")
+    with pytest.raises(DataError, match=r"matches no label in 1 file name\(s\) .*'part1/notes_face.png'.*bad_images: skip"):
+        load_dataset(cfg)
+    cfg.bad_images = "skip"
+    ds = load_dataset(cfg)
+    assert ds.classes == ["0", "1"] and len(ds.labels) == 4
+    assert dict(zip(ds.ids, ds.labels.tolist())) == {"part1/25_0_1_2017.png": 0, "part1/31_1_0_2017.png": 1,
+                                                    "part1/40_0_3_2017.png": 0, "part1/8_1_2_2016.png": 1}
+    assert ds.skipped == ["part1/notes_face.png"]
+    named = DataConfig(source="imagefolder", root=str(root), resolution=16, label_regex=r"_(?P<label>\d)_\d+\.png$",
+                       bad_images="skip")
+    assert load_dataset(named).classes == ["0", "1", "2", "3"]  # the named group: race
+    one = DataConfig(source="imagefolder", root=str(root), resolution=16, label_regex=r"_(\d)_\d_2017", bad_images="skip")
+    load_dataset(one)  # 0 and 1 still
+    none = DataConfig(source="imagefolder", root=str(root), resolution=16, label_regex=r"^(9)", bad_images="skip")
+    with pytest.raises(DataError, match="finds 0 label"):
+        load_dataset(none)

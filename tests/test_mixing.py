@@ -63,7 +63,7 @@ def test_add_k_per_class_joins_the_real_set() -> None:
     assert torch.bincount(src.y[~src.is_real], minlength=K).tolist() == [4, 4, 4]
     x, y, is_real = src.next(len(src.y))  # one epoch: every pooled image once
     assert int((~is_real).sum()) == 12 and int(is_real.sum()) == 30
-    with pytest.raises(DataError, match="adds 25 fakes per class but class 0 has 20"):
+    with pytest.raises(DataError, match="adds 25 fakes to class 0 but the synthetic set has 20 of it"):
         source(ArmConfig(name="a", data="mixed", mix=MixConfig(add=25)))
 
 
@@ -90,3 +90,38 @@ def test_epoch_sampler_visits_every_item_once_per_epoch() -> None:
     first = torch.cat([s.next(3) for _ in range(3)] + [s.next(1)])
     assert sorted(first.tolist()) == list(range(10))
     assert len(s.next(25)) == 25
+
+
+def imbalanced():
+    """Class 0 holds 20 real images, classes 1 and 2 hold 4 each."""
+    real_x, _, fake_x, fake_y = pools()
+    real_y = torch.tensor([0] * 20 + [1] * 4 + [2] * 4)
+    return real_x[:28], real_y, fake_x, fake_y
+
+
+def test_balance_tops_every_class_up_to_the_largest() -> None:
+    real_x, real_y, fake_x, fake_y = imbalanced()
+    arm = ArmConfig(name="b", data="mixed", mix=MixConfig(balance=True))
+    src = BatchSource(arm, real_x, real_y, fake_x, fake_y, num_classes=K, generator=torch.Generator().manual_seed(0))
+    assert torch.bincount(src.y, minlength=K).tolist() == [20, 20, 20]
+    assert torch.bincount(src.y[~src.is_real], minlength=K).tolist() == [0, 16, 16]
+    with pytest.raises(DataError, match="adds 16 fakes to class 1 but the synthetic set has 3"):
+        keep = torch.cat([torch.nonzero(fake_y == c).flatten()[:3] for c in range(K)])
+        BatchSource(arm, real_x, real_y, fake_x[keep], fake_y[keep], num_classes=K, generator=torch.Generator())
+
+
+def test_oversampling_draws_classes_equally() -> None:
+    real_x, real_y, _, _ = imbalanced()
+    counts = torch.zeros(K)
+    for oversample in (False, True):
+        arm = ArmConfig(name="o", data="real", oversample=oversample)
+        src = BatchSource(arm, real_x, real_y, None, None, num_classes=K, generator=torch.Generator().manual_seed(0))
+        counts = torch.zeros(K)
+        for _ in range(300):
+            _, y, is_real = src.next(64)
+            assert is_real.all()
+            counts += torch.bincount(y, minlength=K)
+        share = counts / counts.sum()
+        # 19,200 draws: oversampled, each class 1/3 (standard error 0.0034); otherwise the real 20/28, 4/28, 4/28.
+        want = torch.tensor([1 / 3] * 3) if oversample else torch.tensor([20 / 28, 4 / 28, 4 / 28])
+        assert torch.allclose(share, want, atol=0.02), (oversample, share)

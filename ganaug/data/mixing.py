@@ -38,6 +38,21 @@ class EpochSampler:
         return torch.cat(out)
 
 
+class ClassBalancedSampler:
+    """Index batches drawn with replacement so every class is equally likely (random oversampling)."""
+
+    def __init__(self, labels: torch.Tensor, num_classes: int, generator: torch.Generator):
+        counts = torch.bincount(labels, minlength=num_classes).double()
+        if len(labels) == 0:
+            raise DataError("cannot draw batches from an empty training set")
+        present = int((counts > 0).sum())
+        self.weights = 1.0 / (counts[labels] * present)  # each present class sums to 1 / present
+        self.gen = generator
+
+    def next(self, batch_size: int) -> torch.Tensor:
+        return torch.multinomial(self.weights, batch_size, replacement=True, generator=self.gen)
+
+
 class BatchSource:
     """Draws (images uint8, labels, is_real) batches for an arm.
 
@@ -45,7 +60,9 @@ class BatchSource:
     - synthetic: shuffled epochs over the fakes (train on fake, test on real);
     - mixed with p_real: a real batch in which every sample is replaced, with probability 1 - p_real,
       by a random fake of the same class;
-    - mixed with add: K random fakes per class joined to the real set, shuffled epochs over the union.
+    - mixed with add: K random fakes per class joined to the real set, shuffled epochs over the union;
+    - mixed with balance: as add, with each class topped up to the largest class's real count.
+    With `oversample`, images are drawn class-balanced (with replacement) instead of in shuffled epochs.
     """
 
     def __init__(
@@ -80,14 +97,18 @@ class BatchSource:
                 x, y, is_real = real_x, real_y, torch.ones(len(real_y), dtype=torch.bool)
                 self._fakes_by_class(fake_x, fake_y, num_classes)
             else:
-                k = int(arm.mix.add or 0)
+                real_counts = torch.bincount(real_y, minlength=num_classes)
+                if arm.mix.balance:
+                    want = (real_counts.max() - real_counts).tolist()
+                else:
+                    want = [int(arm.mix.add or 0)] * num_classes
                 keep = []
-                for c in range(num_classes):
+                for c, k in enumerate(want):
                     idx = torch.nonzero(fake_y == c).flatten()
                     if len(idx) < k:
                         raise DataError(
-                            f"arm '{arm.name}' adds {k} fakes per class but class {c} has {len(idx)}; "
-                            "raise sample.n_per_class or lower mix.add"
+                            f"arm '{arm.name}' adds {k} fakes to class {c} but the synthetic set has {len(idx)} of it; "
+                            "raise sample.n_per_class" + ("" if arm.mix.balance else " or lower mix.add")
                         )
                     keep.append(idx[torch.randperm(len(idx), generator=generator)[:k]])
                 sel = torch.cat(keep) if keep else torch.zeros(0, dtype=torch.int64)
@@ -95,7 +116,7 @@ class BatchSource:
                 y = torch.cat([real_y, fake_y[sel]])
                 is_real = torch.cat([torch.ones(len(real_y), dtype=torch.bool), torch.zeros(len(sel), dtype=torch.bool)])
         self.x, self.y, self.is_real = x, y, is_real
-        self.sampler = EpochSampler(len(y), generator)
+        self.sampler = ClassBalancedSampler(y, num_classes, generator) if arm.oversample else EpochSampler(len(y), generator)
 
     def _fakes_by_class(self, fake_x: torch.Tensor, fake_y: torch.Tensor, num_classes: int) -> None:
         order = torch.argsort(fake_y, stable=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -104,30 +105,12 @@ def load_imagefolder(cfg: DataConfig) -> ImageSet:
         raise ConfigError("config key 'data.resolution' must be set for source imagefolder (e.g. 64): images vary in size")
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' does not exist; point data.root at a folder of class subfolders")
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"data.root: '{root}' has no class subfolders; lay images out as {root}/<class>/<image>.png")
-    if len(classes) < 2:
-        raise DataError(f"data.root: '{root}' has one class folder ('{classes[0]}'); a classifier needs at least two")
-
-    files: List[tuple[str, int]] = []
-    for label, name in enumerate(classes):
-        found = sorted(
-            str(p.relative_to(root))
-            for p in (root / name).rglob("*")
-            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
-        )
-        if not found:
-            raise DataError(
-                f"data.root: class folder '{root / name}' has no images ({', '.join(IMG_EXTENSIONS[:3])}, ...); "
-                "add images or remove the folder"
-            )
-        files += [(f, label) for f in found]
-
+        raise DataError(f"data.root: folder '{root}' does not exist; point data.root at a folder of "
+                        f"{'images' if cfg.label_regex else 'class subfolders'}")
+    classes, files, unlabelled = _labels_from_names(root, cfg) if cfg.label_regex else _labels_from_folders(root)
     # Decode once; PIL errors name the file.
     decoded: List[tuple[str, int, Image.Image]] = []
-    skipped: List[str] = []
+    skipped: List[str] = list(unlabelled)
     modes: dict[str, int] = {}
     for rel, label in files:
         try:
@@ -148,13 +131,16 @@ def load_imagefolder(cfg: DataConfig) -> ImageSet:
     present = {label for _, label, _ in decoded}
     for label, name in enumerate(classes):
         if label not in present:
-            raise DataError(f"data.root: class folder '{root / name}' has no readable image; add images or remove it")
+            where = f"class '{name}' (from file names)" if cfg.label_regex else f"class folder '{root / name}'"
+            raise DataError(f"data.root: {where} has no readable image; add images or remove it")
 
     channels = cfg.channels or (1 if set(modes) <= _GRAY_MODES else 3)
     pil_mode = "L" if channels == 1 else "RGB"
     notes = []
-    if skipped:
-        notes.append(f"skipped {len(skipped)} unreadable image(s): {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
+    for what, names in (("file(s) whose name holds no label", unlabelled),
+                        ("unreadable image(s)", skipped[len(unlabelled):])):
+        if names:
+            notes.append(f"skipped {len(names)} {what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
     if len(modes) > 1:
         notes.append(f"images had mixed modes ({', '.join(f'{m}: {n}' for m, n in sorted(modes.items()))}); "
                      f"all converted to {pil_mode}")
@@ -178,6 +164,58 @@ def load_imagefolder(cfg: DataConfig) -> ImageSet:
         notes=notes,
         skipped=skipped,
     )
+
+
+def _image_files(folder: Path, root: Path) -> List[str]:
+    return sorted(str(p.relative_to(root)) for p in folder.rglob("*")
+                  if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith("."))
+
+
+def _labels_from_folders(root: Path) -> tuple[List[str], List[tuple[str, int]], List[str]]:
+    """torchvision's ImageFolder layout: one subfolder per class."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise DataError(f"data.root: '{root}' has no class subfolders; lay images out as {root}/<class>/<image>.png "
+                        "or set data.label_regex to read labels from file names")
+    if len(classes) < 2:
+        raise DataError(f"data.root: '{root}' has one class folder ('{classes[0]}'); a classifier needs at least two")
+    files: List[tuple[str, int]] = []
+    for label, name in enumerate(classes):
+        found = _image_files(root / name, root)
+        if not found:
+            raise DataError(
+                f"data.root: class folder '{root / name}' has no images ({', '.join(IMG_EXTENSIONS[:3])}, ...); "
+                "add images or remove the folder"
+            )
+        files += [(f, label) for f in found]
+    return classes, files, []
+
+
+def _labels_from_names(root: Path, cfg: DataConfig) -> tuple[List[str], List[tuple[str, int]], List[str]]:
+    """Labels parsed from file names (UTKFace's '<age>_<gender>_<race>_<date>.jpg'): the regex's group
+    'label', or its first group, searched in each file name under root."""
+    pattern = re.compile(cfg.label_regex or "")
+    group = "label" if "label" in pattern.groupindex else 1
+    found = _image_files(root, root)
+    if not found:
+        raise DataError(f"data.root: '{root}' has no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
+    named, unlabelled = [], []
+    for rel in found:
+        m = pattern.search(Path(rel).name)
+        if m is None or m.group(group) is None:
+            unlabelled.append(rel)
+        else:
+            named.append((rel, m.group(group)))
+    if unlabelled and cfg.bad_images != "skip":
+        raise DataError(f"data.label_regex {cfg.label_regex!r} matches no label in {len(unlabelled)} file name(s) under "
+                        f"'{root}', e.g. '{unlabelled[0]}'; fix the pattern, or set data.bad_images: skip to leave them out")
+    values = {v for _, v in named}
+    classes = sorted(values, key=lambda v: (0, int(v), v) if v.isdigit() else (1, 0, v))
+    if len(classes) < 2:
+        raise DataError(f"data.label_regex {cfg.label_regex!r} finds {len(classes)} label(s) in the file names under "
+                        f"'{root}' ({', '.join(classes) or 'none'}); a classifier needs at least two")
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, [(rel, index[v]) for rel, v in named], unlabelled
 
 
 # ----------------------------------------------------------------------------------------------------

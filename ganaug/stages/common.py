@@ -25,6 +25,7 @@ from ..errors import StageError
 from ..utils import atomic_write_json
 
 STAGE_FILE = "stage.json"
+TRAINED_ON = "trained_on.json"  # beside a GAN checkpoint: the content hash of every image the GAN trained on
 
 
 def echo(msg: str) -> None:
@@ -48,17 +49,22 @@ class RunPaths:
     def manifest(self) -> Path:
         return self.split / "manifest.json"
 
-    @property
-    def gan(self) -> Path:
-        return self.root / "gan"
+    # With gan_seeds, each independent GAN and its synthetic set get a folder of their own.
+    def gan(self, gan_seed: Optional[int] = None) -> Path:
+        return self.root / "gan" if gan_seed is None else self.root / "gan" / f"seed-{gan_seed}"
 
-    @property
-    def gan_checkpoint(self) -> Path:
-        return self.gan / "checkpoint.pt"
+    def gan_checkpoint(self, gan_seed: Optional[int] = None) -> Path:
+        return self.gan(gan_seed) / "checkpoint.pt"
 
-    @property
-    def samples(self) -> Path:
-        return self.root / "samples"
+    def samples(self, gan_seed: Optional[int] = None) -> Path:
+        return self.root / "samples" if gan_seed is None else self.root / "samples" / f"seed-{gan_seed}"
+
+    def stage(self, stage: "Stage", gan_seed: Optional[int] = None) -> Path:
+        if stage == GAN:
+            return self.gan(gan_seed)
+        if stage == SAMPLES:
+            return self.samples(gan_seed)
+        return self.root / stage.name
 
     @property
     def clf(self) -> Path:
@@ -92,18 +98,18 @@ GAN = Stage("gan", "trained GAN", "ganaug train-gan")
 SAMPLES = Stage("samples", "synthetic set", "ganaug sample")
 
 
-def stage_config(cfg: Config, stage: Stage) -> Dict[str, Any]:
+def stage_config(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
     """The config sections a stage's output depends on, its inputs' included, as plain data."""
     out = {"data": to_dict(cfg.data), "split": to_dict(cfg.split)}
     if stage in (GAN, SAMPLES):
-        out["gan"] = to_dict(cfg.gan)
+        out["gan"] = to_dict(cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
     if stage == SAMPLES:
         out["sample"] = to_dict(cfg.sample)
     return out
 
 
-def stage_fingerprint(cfg: Config, stage: Stage) -> str:
-    return fingerprint(stage_config(cfg, stage))
+def stage_fingerprint(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> str:
+    return fingerprint(stage_config(cfg, stage, gan_seed))
 
 
 def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
@@ -115,7 +121,7 @@ def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
         "seed": seed,
         "augment": (to_dict(cfg.augment) | {"hflip": source_hflip(cfg.data, cfg.augment.hflip)})
         if arm.augment == "classic" else None,
-        "samples": stage_fingerprint(cfg, SAMPLES) if arm.uses_synthetic else None,
+        "samples": stage_fingerprint(cfg, SAMPLES, cfg.gan_seed_of(seed)) if arm.uses_synthetic else None,
     }
 
 
@@ -166,10 +172,11 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
     )
 
 
-def start_stage(cfg: Config, stage: Stage, force: bool) -> Optional[tuple[str, Dict[str, Any]]]:
+def start_stage(cfg: Config, stage: Stage, force: bool,
+                gan_seed: Optional[int] = None) -> Optional[tuple[str, Dict[str, Any]]]:
     """(fingerprint, config) when `stage` must run; None (and a line saying so) when it is up to date."""
-    folder = paths(cfg).root / stage.name
-    config = stage_config(cfg, stage)
+    folder = paths(cfg).stage(stage, gan_seed)
+    config = stage_config(cfg, stage, gan_seed)
     fp = fingerprint(config)
     if needs_run(folder, fp, config, force, f"the {stage.what}", stage.command):
         return fp, config
@@ -177,13 +184,13 @@ def start_stage(cfg: Config, stage: Stage, force: bool) -> Optional[tuple[str, D
     return None
 
 
-def require_stage(cfg: Config, stage: Stage) -> Dict[str, Any]:
+def require_stage(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
     """The record of a finished upstream stage, which must have been made by this config."""
-    folder = paths(cfg).root / stage.name
+    folder = paths(cfg).stage(stage, gan_seed)
     rec = read_record(folder)
     if rec is None:
         raise StageError(f"no {stage.what} in '{folder}'; run `{stage.command} --config ...` first")
-    if rec.get("fingerprint") != stage_fingerprint(cfg, stage):
+    if rec.get("fingerprint") != stage_fingerprint(cfg, stage, gan_seed):
         raise StageError(f"the {stage.what} in '{folder}' was made by a different config; "
                          f"run `{stage.command} --config ...` (with --force) first")
     return rec

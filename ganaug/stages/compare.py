@@ -1,4 +1,5 @@
-"""Stage `compare`: the accuracy table across arms and seeds, as Markdown, CSV and JSON."""
+"""Stage `compare`: the accuracy table across arms and replicates, with intervals, paired tests, verdicts,
+the protocol audit and plots; written as Markdown, CSV, JSON and PNG under `<out_dir>/compare/`."""
 
 from __future__ import annotations
 
@@ -10,17 +11,21 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..config import Config, arm_from_dict
+from ..config import Config, arm_from_dict, sweep_key, sweep_value
 from ..errors import StageError
-from ..utils import atomic_write_json, atomic_write_text
-from .common import clf_fingerprint, paths, read_record
+from ..metrics.stats import bonferroni, holm, mean_ci, paired_test, verdict
+from ..plots import plot_arm_accuracy, plot_confusions, plot_sweep, plot_val_curves
+from ..utils import atomic_write_json, atomic_write_text, read_jsonl
+from .audit import audit
+from .common import clf_fingerprint, echo, paths, read_record
 
 
 def collect_results(cfg: Config) -> tuple[Dict[str, List[Dict[str, Any]]], List[str]]:
-    """Finished classifier runs per arm (the config's arms first, then others found on disk), and the
-    runs left out because another config made them (their fingerprint differs from this config's)."""
+    """Finished classifier runs per arm (the config's arms first, then others found on disk, such as
+    `train-clf --mix ...` arms), for the config's seeds; and the runs left out: made by another config
+    (their fingerprint differs from this config's) or for a seed the config does not list."""
     root = paths(cfg).clf
-    names = [a.name for a in cfg.arms]
+    names = [a.name for a in cfg.all_arms]
     if root.is_dir():
         names += sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in names
                         and not d.name.endswith((".partial", ".old")))
@@ -34,95 +39,232 @@ def collect_results(cfg: Config) -> tuple[Dict[str, List[Dict[str, Any]]], List[
                 continue
             result = json.loads((run / "result.json").read_text())
             arm = arm_from_dict(result["arm_config"])
+            # The table counts the config's seeds only, so it can be rebuilt from the config alone.
+            if result["seed"] not in cfg.seeds:
+                stale.append(f"{name}/{run.name} (seed not in seeds)")
+                continue
             if rec.get("fingerprint") != clf_fingerprint(cfg, arm, result["seed"]):
                 stale.append(f"{name}/{run.name}")
                 continue
+            result["_dir"] = str(run)
             runs.append(result)
         if runs:
             out[name] = sorted(runs, key=lambda r: r["seed"])
     return out, stale
 
 
-def _mean_std(xs: List[float]) -> tuple[float, Optional[float]]:
-    a = np.asarray(xs, dtype=float)
-    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
-
-
 def _describe_arm(arm: Dict[str, Any]) -> str:
     if arm["data"] == "mixed":
         mix = arm["mix"]
-        text = f"mixed, p_real={mix['p_real']:g}" if mix.get("p_real") is not None else f"real + {mix['add']} fakes/class"
+        if mix.get("p_real") is not None:
+            text = f"mixed, p_real={mix['p_real']:g}"
+        elif mix.get("balance"):
+            text = "real + fakes up to the largest class"
+        else:
+            text = f"real + {mix['add']} fakes/class"
     else:
         text = arm["data"]
+    text += ", oversampled" if arm.get("oversample") else ""
     return text + (" + classic aug" if arm.get("augment") == "classic" else "")
 
 
 def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """One row per arm: means, spreads and the paired difference from the baseline arm."""
+    """One row per arm: mean, spread and interval; the paired difference from the baseline arm with its
+    interval, paired t and Wilcoxon p-values, the corrected p-value and a verdict."""
+    conf = cfg.compare.confidence
     base_name = cfg.baseline_arm
     base = {r["seed"]: r["test"]["accuracy"] for r in results.get(base_name or "", [])}
     rows = []
     for name, runs in results.items():
         acc = [r["test"]["accuracy"] for r in runs]
-        f1 = [r["test"]["macro_f1"] for r in runs]
-        acc_m, acc_s = _mean_std(acc)
-        f1_m, f1_s = _mean_std(f1)
+        a, f = mean_ci(acc, conf), mean_ci([r["test"]["macro_f1"] for r in runs], conf)
         row: Dict[str, Any] = {
-            "arm": name, "data": _describe_arm(runs[0]["arm_config"]), "seeds": [r["seed"] for r in runs],
-            "n": len(runs), "acc_mean": acc_m, "acc_std": acc_s, "f1_mean": f1_m, "f1_std": f1_s,
-            "val_acc_mean": _mean_std([r["val"]["accuracy"] for r in runs])[0],
-            "delta_mean": None, "delta_std": None, "delta_n": 0,
+            "arm": name, "data": _describe_arm(runs[0]["arm_config"]), "arm_config": runs[0]["arm_config"],
+            "seeds": [r["seed"] for r in runs], "gan_seeds": [r.get("gan_seed") for r in runs],
+            "n": len(runs), "acc": acc,
+            # An accuracy cannot leave [0, 1]; its t-interval is clipped there.
+            "acc_mean": a["mean"], "acc_std": a["std"],
+            "acc_ci_low": None if a["ci_low"] is None else max(0.0, a["ci_low"]),
+            "acc_ci_high": None if a["ci_high"] is None else min(1.0, a["ci_high"]),
+            "f1_mean": f["mean"], "f1_std": f["std"],
+            "val_acc_mean": float(np.mean([r["val"]["accuracy"] for r in runs])),
+            "is_baseline": name == base_name,
         }
+        delta = {k: None for k in ("n", "mean", "std", "ci_low", "ci_high", "t", "df", "p_t", "w", "p_wilcoxon",
+                                   "wilcoxon_method", "wilcoxon_min_p")}
         if base and name != base_name:
-            diffs = [r["test"]["accuracy"] - base[r["seed"]] for r in runs if r["seed"] in base]
-            if diffs:
-                row["delta_mean"], row["delta_std"] = _mean_std(diffs)
-                row["delta_n"] = len(diffs)
+            paired = [(r["test"]["accuracy"], base[r["seed"]]) for r in runs if r["seed"] in base]
+            if paired:
+                delta = paired_test([x for x, _ in paired], [y for _, y in paired], conf)
+        row.update({f"delta_{k}": v for k, v in delta.items()})
         rows.append(row)
+
+    # Correct the paired t-tests for the number of arms compared with the baseline.
+    adjust = {"holm": holm, "bonferroni": bonferroni, "none": lambda ps: list(ps)}[cfg.compare.correction]
+    for row, p_adj in zip(rows, adjust([r["delta_p_t"] for r in rows])):
+        row["delta_p_adj"] = p_adj
+        row["verdict"] = "baseline" if row["is_baseline"] else (
+            "no baseline" if not base else verdict(row["delta_mean"], p_adj, cfg.compare.alpha))
     return rows
 
 
-def _pct(m: Optional[float], s: Optional[float], signed: bool = False) -> str:
+def variance_note(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> str:
+    """Which sources of variance the spread includes."""
+    n = max(len(r) for r in results.values())
+    if not cfg.gan_seeds or not any(r.get("gan_seed") is not None for rs in results.values() for r in rs):
+        return f"Spread is over {n} classifier seeds with one GAN: GAN-to-GAN variance is not included (set gan_seeds)."
+    k = len(cfg.gan_replicates)
+    if k == len(cfg.seeds):
+        return (f"Spread is over {n} replicates, each with its own classifier seed and its own independently trained "
+                "GAN: it includes GAN-to-GAN variance.")
+    return (f"Spread is over {n} classifier seeds sharing {k} independently trained GANs (replicate i uses "
+            f"gan_seeds[i mod {k}]): it includes part of the GAN-to-GAN variance.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Rendering.
+
+
+def _pct(m: Optional[float], s: Optional[float] = None, signed: bool = False) -> str:
     if m is None:
         return "-"
     text = f"{100 * m:+.2f}" if signed else f"{100 * m:.2f}"
     return text + (f" ± {100 * s:.2f}" if s is not None else "")
 
 
+def _ci(lo: Optional[float], hi: Optional[float], signed: bool = False) -> str:
+    if lo is None or hi is None:
+        return "-"
+    fmt = "{:+.2f}" if signed else "{:.2f}"
+    return f"[{fmt.format(100 * lo)}, {fmt.format(100 * hi)}]"
+
+
+def _p(p: Optional[float]) -> str:
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def render_markdown(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
-                    stale: List[str]) -> str:
+                    stale: List[str], checks: List[Dict[str, str]]) -> str:
     base = cfg.baseline_arm
-    head = ["arm", "training data", "seeds", "test acc % (mean ± std)", "macro-F1 %", f"Δ acc vs {base} (paired)"]
+    level = f"{100 * cfg.compare.confidence:g}%"
+    corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}[cfg.compare.correction]
+    head = ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
+            f"Δ acc vs {base} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)", f"p ({corr})", "verdict"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in rows:
-        delta = "baseline" if r["arm"] == base else _pct(r["delta_mean"], r["delta_std"], signed=True)
-        lines.append(f"| {r['arm']} | {r['data']} | {r['n']} | {_pct(r['acc_mean'], r['acc_std'])} | "
-                     f"{_pct(r['f1_mean'], r['f1_std'])} | {delta} |")
+        if r["is_baseline"]:
+            delta = ["baseline", "", "", "", "", "baseline"]
+        else:
+            delta = [_pct(r["delta_mean"], r["delta_std"], signed=True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
+                     _p(r["delta_p_t"]), _p(r["delta_p_wilcoxon"]), _p(r["delta_p_adj"]), r["verdict"]]
+        lines.append("| " + " | ".join([r["arm"], r["data"], str(r["n"]), _pct(r["acc_mean"], r["acc_std"]),
+                                        _ci(r["acc_ci_low"], r["acc_ci_high"]), _pct(r["f1_mean"], r["f1_std"])] + delta)
+                     + " |")
     any_run = next(iter(results.values()))[0]
     lines += [
         "",
         f"Test set: {any_run['test']['n']} real images, scored once per run; model selection on "
         f"{any_run['val']['n']} real validation images; every run {any_run['budget']['steps']} steps of "
-        f"{any_run['budget']['batch_size']} images. Spread is over classifier seeds (one GAN).",
+        f"{any_run['budget']['batch_size']} images. {variance_note(cfg, results)}",
+        f"Δ is the per-seed difference from {base} (same seed, same split); intervals are Student-t (accuracy's clipped "
+        f"to [0, 100]); p (t) is the "
+        f"paired t-test, p (Wilcoxon) the signed-rank test, both two-sided; the verdict uses the paired t-test "
+        f"after {corr} correction over {sum(1 for r in rows if r['delta_p_t'] is not None)} arms, at "
+        f"alpha = {cfg.compare.alpha:g}.",
     ]
-    if stale:
-        lines.append(f"Left out, made by another config: {', '.join(stale[:8])}{' ...' if len(stale) > 8 else ''}.")
+    mins = {r["delta_n"]: r["delta_wilcoxon_min_p"] for r in rows if r["delta_wilcoxon_min_p"] is not None}
+    low = {n: p for n, p in mins.items() if p > cfg.compare.alpha}
+    if low:
+        n, p = min(low.items())
+        lines.append(f"With {n} pairs the Wilcoxon test cannot go below p = {p:.3f}: it needs at least 6 pairs to "
+                     f"reach 0.05.")
+    other_seed = [x for x in stale if x.endswith("(seed not in seeds)")]
+    other_config = [x for x in stale if x not in other_seed]
+    if other_seed:
+        seeds = sorted({int(x.split("/seed-")[1].split()[0]) for x in other_seed})
+        lines.append(f"Left out: {len(other_seed)} run(s) for seeds this config does not list "
+                     f"({', '.join(map(str, seeds))}).")
+    if other_config:
+        lines.append(f"Left out, made by another config: {', '.join(other_config[:8])}"
+                     f"{' ...' if len(other_config) > 8 else ''}.")
+    if checks:
+        bad = [c for c in checks if c["status"] != "ok"]
+        if not bad:
+            lines.append(f"Protocol audit: all {len(checks)} checks passed ({'; '.join(c['check'] for c in checks)}).")
+        for c in bad:
+            lines.append(f"PROTOCOL {c['status'].upper()}: {c['check']}: {c['detail']}")
     return "\n".join(lines) + "\n"
+
+
+CSV_COLUMNS = ["arm", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
+               "delta_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_t", "delta_p_t",
+               "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean"]
 
 
 def render_csv(rows: List[Dict[str, Any]]) -> str:
     buf = io.StringIO()
-    cols = ["arm", "data", "n", "acc_mean", "acc_std", "f1_mean", "f1_std", "delta_mean", "delta_std", "delta_n",
-            "val_acc_mean"]
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
-        w.writerow({k: ("" if r[k] is None else r[k]) for k in cols})
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in CSV_COLUMNS})
     return buf.getvalue()
 
 
+# ----------------------------------------------------------------------------------------------------
+# Plots and the sweep.
+
+
+def sweep_points(cfg: Config, rows: List[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """The swept arms as (value, accuracy) points, with the baseline for reference."""
+    if cfg.sweep is None:
+        return None
+    key = sweep_key(cfg.sweep.key)
+    names = {a.name for a in cfg.all_arms[len(cfg.arms):]}
+    points = [{"arm": r["arm"], "x": sweep_value(r["arm_config"], key), "mean": r["acc_mean"], "ci_low": r["acc_ci_low"],
+               "ci_high": r["acc_ci_high"], "values": r["acc"], "n": r["n"], "delta_mean": r["delta_mean"],
+               "delta_ci_low": r["delta_ci_low"], "delta_ci_high": r["delta_ci_high"], "verdict": r["verdict"]}
+              for r in rows if r["arm"] in names]
+    base = next((r for r in rows if r["is_baseline"]), None)
+    baseline = None if base is None else {"label": f"{base['arm']} (baseline)", "mean": base["acc_mean"],
+                                          "ci_low": base["acc_ci_low"], "ci_high": base["acc_ci_high"]}
+    return {"key": key, "augment": cfg.sweep.augment, "points": sorted(points, key=lambda p: p["x"]), "baseline": baseline}
+
+
+def write_plots(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
+                sweep: Optional[Dict[str, Any]], out: Path) -> List[str]:
+    """accuracy.png, val_curves.png, confusion.png (and sweep.png) beside the table; returns their names."""
+    level = f"{100 * cfg.compare.confidence:g}%"
+    written = [plot_arm_accuracy(
+        [{"arm": r["arm"], "mean": r["acc_mean"], "ci_low": r["acc_ci_low"], "ci_high": r["acc_ci_high"],
+          "values": r["acc"]} for r in rows], out / "accuracy.png", baseline=cfg.baseline_arm,
+        title=f"Test accuracy per arm (mean and {level} CI over {max(r['n'] for r in rows)} seeds)")]
+    curves = {}
+    for name, runs in results.items():
+        per_seed = []
+        for r in runs:
+            f = Path(r["_dir"]) / "metrics.jsonl"
+            if f.is_file():
+                per_seed.append([(row["step"], row["acc/val"]) for row in read_jsonl(f) if "acc/val" in row])
+        if per_seed:
+            curves[name] = per_seed
+    if curves:
+        written.append(plot_val_curves(curves, out / "val_curves.png"))
+    classes = list(next(iter(results.values()))[0]["test"].get("per_class_accuracy", {}))
+    mats = {name: np.sum([np.asarray(r["test"]["confusion_matrix"]) for r in runs], axis=0)
+            for name, runs in results.items() if all("confusion_matrix" in r["test"] for r in runs)}
+    if mats and classes:
+        written.append(plot_confusions(mats, classes, out / "confusion.png"))
+    if sweep and sweep["points"]:
+        label = {"mix.p_real": "p_real: share of real images per batch", "mix.add": "fakes added per class"}[sweep["key"]]
+        written.append(plot_sweep(sweep["points"], out / "sweep.png", xlabel=label, baseline=sweep["baseline"],
+                                  title=f"Test accuracy against {sweep['key']} (mean, {level} CI, each seed)"))
+    return [Path(w).name for w in written]
+
+
 def run_compare(cfg: Config) -> str:
-    """Write `<out_dir>/compare/table.{md,csv,json}` and return the Markdown table."""
+    """Write `<out_dir>/compare/table.{md,csv,json}` and the plots; return the Markdown table."""
     p = paths(cfg)
     results, stale = collect_results(cfg)
     if not results and stale:
@@ -131,9 +273,20 @@ def run_compare(cfg: Config) -> str:
     if not results:
         raise StageError(f"no finished classifier runs under '{p.clf}'; run `ganaug train-clf --config ...` first")
     rows = summarize(cfg, results)
-    md = render_markdown(cfg, rows, results, stale)
+    checks = audit(cfg, results) if cfg.compare.audit else []
+    sweep = sweep_points(cfg, rows)
+    md = render_markdown(cfg, rows, results, stale, checks)
     out: Path = p.compare
+    plots = write_plots(cfg, rows, results, sweep, out)
     atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
     atomic_write_text(out / "table.csv", render_csv(rows))
-    atomic_write_json(out / "table.json", {"name": cfg.name, "baseline": cfg.baseline_arm, "rows": rows, "left_out": stale})
+    atomic_write_json(out / "table.json", {
+        "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
+        "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
+        "rows": rows, "sweep": sweep, "audit": checks,
+        "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
+        "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
+    })
+    if any(c["status"] == "violation" for c in checks):
+        echo("compare: the protocol audit found violations; they are listed under the table")
     return md

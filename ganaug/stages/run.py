@@ -15,7 +15,7 @@ from .train_gan import run_train_gan
 
 
 def needs_gan(cfg: Config) -> bool:
-    return any(arm.uses_synthetic for arm in cfg.arms)
+    return any(arm.uses_synthetic for arm in cfg.all_arms)
 
 
 def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
@@ -46,9 +46,13 @@ def plan(cfg: Config) -> List[str]:
              f"  split      {state(p.split, stage_fingerprint(cfg, SPLIT)):24s} {cfg.data.source}, "
              f"{cfg.split.n_per_class or cfg.split.first_per_class or cfg.split.fraction or 100} train/class"]
     if needs_gan(cfg):
-        lines.append(f"  train-gan  {state(p.gan, stage_fingerprint(cfg, GAN)):24s} {cfg.gan.name}, {cfg.gan.epochs} epochs")
-        lines.append(f"  sample     {state(p.samples, stage_fingerprint(cfg, SAMPLES)):24s} {cfg.sample.n_per_class}/class")
-    for arm in cfg.arms:
+        for g in cfg.gan_replicates:
+            tag = f" seed {g}" if g is not None else ""
+            lines.append(f"  train-gan  {state(p.gan(g), stage_fingerprint(cfg, GAN, g)):24s} {cfg.gan.name}{tag}, "
+                         f"{cfg.gan.epochs} epochs")
+            lines.append(f"  sample     {state(p.samples(g), stage_fingerprint(cfg, SAMPLES, g)):24s} "
+                         f"{cfg.sample.n_per_class}/class{tag}")
+    for arm in cfg.all_arms:
         for seed in cfg.seeds:
             lines.append(f"  train-clf  {state(p.clf_run(arm.name, seed), clf_fingerprint(cfg, arm, seed)):24s} "
                          f"{arm.name} seed {seed}")

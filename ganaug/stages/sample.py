@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import List, Optional
 
 import torch
 
@@ -17,16 +18,21 @@ from .common import GAN, SAMPLES, building, echo, load_split_data, paths, requir
 from .train_gan import load_generator
 
 
-def run_sample(cfg: Config, force: bool = False) -> Path:
-    """Write `<out_dir>/samples/`: samples.pt, images/<class>/*.png and grid.png."""
+def run_sample(cfg: Config, force: bool = False) -> List[Path]:
+    """Write `<out_dir>/samples/` (one per entry of gan_seeds): samples.pt, images/<class>/*.png and grid.png."""
+    return [_sample_one(cfg, g, force) for g in cfg.gan_replicates]
+
+
+def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     p = paths(cfg)
-    todo = start_stage(cfg, SAMPLES, force)
+    out_dir, ckpt_path = p.samples(gan_seed), p.gan_checkpoint(gan_seed)
+    todo = start_stage(cfg, SAMPLES, force, gan_seed)
     if todo is None:
-        return p.samples
+        return out_dir
     fp, config = todo
     started = time.time()
-    require_stage(cfg, GAN)
-    G, ckpt = load_generator(p.gan_checkpoint)
+    require_stage(cfg, GAN, gan_seed)
+    G, ckpt = load_generator(ckpt_path)
     if not getattr(G, "conditional", False):
         raise StageError(
             f"gan '{cfg.gan.name}' with per_class: false is unconditional: its samples have no labels; "
@@ -34,7 +40,7 @@ def run_sample(cfg: Config, force: bool = False) -> Path:
         )
     data, manifest = load_split_data(cfg)
     if ckpt["data_fingerprint"] != manifest["fingerprint"]:
-        raise StageError(f"GAN checkpoint '{p.gan_checkpoint}' was trained on another split; "
+        raise StageError(f"GAN checkpoint '{ckpt_path}' was trained on another split; "
                          "run `ganaug train-gan --force` first")
     num_classes = len(data.classes)
     s = cfg.sample
@@ -54,17 +60,17 @@ def run_sample(cfg: Config, force: bool = False) -> Path:
     z = torch.randn(len(y), G.z_dim, generator=gen)
     images = to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size))  # uint8, like the real set
     echo(f"sample: {len(y)} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
-         f"from {p.gan_checkpoint}")
+         f"from {ckpt_path}")
 
-    with building(p.samples) as out:
+    with building(out_dir) as out:
         save_synthetic(out, images, y, data.classes, {
-            "gan_checkpoint": str(p.gan_checkpoint), "gan_step": ckpt["step"],
+            "gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": gan_seed,
             "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)}, png=s.png)
         _real_vs_fake_grid(data.train.images, data.train.labels, images, y, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
         write_record(out, "samples", fp, config, started, {"counts": counts})
-    echo(f"sample: wrote {p.samples / 'samples.pt'}{' and a PNG tree' if s.png else ''}; grid {p.samples / 'grid.png'}")
-    return p.samples
+    echo(f"sample: wrote {out_dir / 'samples.pt'}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
+    return out_dir
 
 
 def _real_vs_fake_grid(real_x: torch.Tensor, real_y: torch.Tensor, fake_x: torch.Tensor, fake_y: torch.Tensor,

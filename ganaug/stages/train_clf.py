@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -44,7 +44,7 @@ from .common import (
 def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds: Optional[Sequence[int]] = None,
                   force: bool = False, progress: bool = True) -> List[Path]:
     """Train every (arm, seed) whose run is missing; returns the run folders."""
-    arms = list(arms or cfg.arms)
+    arms = list(arms or cfg.all_arms)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     p = paths(cfg)
     todo = []
@@ -62,12 +62,13 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
 
     # Load data once: the split, and the synthetic set if any arm needs it.
     data, _ = load_split_data(cfg)
-    fake_x = fake_y = None
-    if any(arm.uses_synthetic for arm, _ in todo):
-        require_stage(cfg, SAMPLES)
-        fake_x, fake_y = load_synthetic(p.samples, tuple(data.train.images.shape[1:]), data.classes)
+    fakes: Dict[Optional[int], Tuple[torch.Tensor, torch.Tensor]] = {}
+    for g in sorted({cfg.gan_seed_of(seed) for arm, seed in todo if arm.uses_synthetic}, key=lambda g: g or 0):
+        require_stage(cfg, SAMPLES, g)
+        fakes[g] = load_synthetic(p.samples(g), tuple(data.train.images.shape[1:]), data.classes)
     device = resolve_device(cfg.device)
     for i, (arm, seed) in enumerate(todo, 1):
+        fake_x, fake_y = fakes[cfg.gan_seed_of(seed)] if arm.uses_synthetic else (None, None)
         _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]")
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
@@ -113,6 +114,10 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         result = {
             "arm": arm.name,
             "seed": seed,
+            "gan_seed": (cfg.gan_seed_of(seed) if cfg.gan_seeds else cfg.gan.seed) if arm.uses_synthetic else None,
+            # Which synthetic set, relative to out_dir, so `compare` can audit it.
+            "synthetic_set": paths(cfg).samples(cfg.gan_seed_of(seed)).relative_to(paths(cfg).root).as_posix()
+            if arm.uses_synthetic else None,
             "arm_config": to_dict(arm),
             "test": test,
             "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},

@@ -4,26 +4,41 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
 from ..checkpoint import load_checkpoint, save_checkpoint
 from ..config import Config, to_dict
+from ..data.images import image_hashes
 from ..errors import CheckpointError
 from ..gans import GANS, gan_kwargs, get_gan
 from ..gans.training import train_gan
-from ..utils import Stats, autocast_dtype, resolve_device, rng_state, seed_everything, use_channels_last
-from .common import GAN, building, echo, load_split_data, paths, start_stage, write_record
+from ..plots import plot_gan_metrics
+from ..utils import (
+    Stats,
+    atomic_write_json,
+    autocast_dtype,
+    read_jsonl,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    use_channels_last,
+)
+from .common import GAN, TRAINED_ON, building, echo, load_split_data, paths, start_stage, write_record
 
 
-def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> Path:
-    """Train `cfg.gan` and write `<out_dir>/gan/checkpoint.pt`, metrics.jsonl and sample grids."""
+def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> List[Path]:
+    """Train `cfg.gan` (once per entry of gan_seeds) and write checkpoint.pt, metrics.jsonl, plots and grids."""
+    return [_train_one(cfg, g, force, progress) for g in cfg.gan_replicates]
+
+
+def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
     p = paths(cfg)
-    todo = start_stage(cfg, GAN, force)
+    todo = start_stage(cfg, GAN, force, gan_seed)
     if todo is None:
-        return p.gan_checkpoint
+        return p.gan_checkpoint(gan_seed)
     fp, config = todo
     started = time.time()
 
@@ -35,18 +50,19 @@ def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> Pa
     # Build networks.
     g = cfg.gan
     device = resolve_device(cfg.device)
-    generator = seed_everything(g.seed)
+    seed = g.seed if gan_seed is None else gan_seed
+    generator = seed_everything(seed)
     kwargs = gan_kwargs(g, resolution=h, channels=c, num_classes=num_classes)
     nets = get_gan(g.name, **kwargs)
     amp_dtype = autocast_dtype(g.amp, device)
     channels_last = use_channels_last(g.channels_last, device)
     n_params = sum(t.numel() for t in nets.G.parameters()), sum(t.numel() for t in nets.D.parameters())
-    echo(f"train-gan: {g.name}{' per class' if g.per_class else ''} on {len(data.train.labels)} images "
+    echo(f"train-gan: {g.name}{' per class' if g.per_class else ''} seed {seed} on {len(data.train.labels)} images "
          f"({c}x{h}x{w}), G {n_params[0] / 1e6:.2f}M / D {n_params[1] / 1e6:.2f}M parameters, "
          f"{g.epochs} epochs, device {device}{', bf16' if amp_dtype else ''}")
 
     # Train.
-    with building(p.gan) as out:
+    with building(p.gan(gan_seed)) as out:
         stats = Stats(out / "metrics.jsonl")
         result = train_gan(
             nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
@@ -69,11 +85,16 @@ def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> Pa
             "classes": data.classes,
             "shape": [int(c), int(h), int(w)],
         })
-        write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000})
+        # What the GAN saw, image by image, for the protocol audit in `compare`.
+        atomic_write_json(out / TRAINED_ON, {"n": len(data.train.labels), "hashes": image_hashes(data.train.images)})
+        plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
+                         title=f"{g.name} seed {seed}: losses and D outputs")
+        write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
+                                                       "seed": seed})
     last = stats.last
     echo(f"train-gan: {result['step']} steps in {time.time() - started:.0f}s; last epoch loss G {last['loss/G']:.3f} "
-         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f} -> {p.gan_checkpoint}")
-    return p.gan_checkpoint
+         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f} -> {p.gan_checkpoint(gan_seed)}")
+    return p.gan_checkpoint(gan_seed)
 
 
 def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:

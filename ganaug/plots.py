@@ -1,0 +1,391 @@
+"""Figures for GAN training and classifier comparisons, written atomically as PNG files.
+
+Only matplotlib's object-oriented API is used (no pyplot), so nothing here touches global state
+and everything works headless. Accuracies come in as fractions (0..1) and are drawn in %.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.transforms import offset_copy
+
+PathLike = Union[str, Path]
+
+DPI = 110
+SEED_DOT = dict(s=14, alpha=0.35, linewidths=0, zorder=2)
+
+__all__ = ["plot_arm_accuracy", "plot_confusions", "plot_gan_metrics", "plot_sweep", "plot_val_curves"]
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared pieces.
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    """A figure with its own Agg canvas and constrained layout."""
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _write_png(fig: Figure, path: PathLike) -> Path:
+    """Render `fig` to PNG bytes, then write them atomically to `path`."""
+    # Imported here because ganaug.utils pulls in torch, which would make importing this module slow.
+    from .utils import atomic_open
+
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
+    with atomic_open(path, "wb") as f:
+        f.write(buf.getvalue())
+    return path
+
+
+def _num(value: Any) -> Optional[float]:
+    """A float for a real number, None for anything else (None, bool, str, missing)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value)
+
+
+def _pct(value: Any) -> Optional[float]:
+    """A fraction as a percentage, or None."""
+    v = _num(value)
+    return None if v is None else 100.0 * v
+
+
+def _pct_values(values: Any) -> List[float]:
+    """A list of fractions as finite percentages, dropping anything else."""
+    out = [_pct(v) for v in (values or [])]
+    return [v for v in out if v is not None and math.isfinite(v)]
+
+
+def _empty(ax: Any, message: str) -> None:
+    """Say in the axes that there is nothing to draw."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="0.4")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _legend_below(ax: Any, ncol: int = 3) -> None:
+    """A frameless legend under the axes' x label, out of the data's way."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        # A fixed offset in points (tick labels plus x label) clears the label whatever the axes' height.
+        below = offset_copy(ax.transAxes, fig=ax.figure, y=-36, units="points")
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), bbox_transform=below, ncol=ncol,
+                  frameon=False, fontsize="small")
+
+
+# ----------------------------------------------------------------------------------------------------
+# GAN training.
+
+_LOSS_KEYS = (("loss/G", "tab:blue"), ("loss/D", "tab:red"))
+_PROB_KEYS = (("D(x)", "tab:green"), ("D(G(z))", "tab:purple"))
+
+
+def plot_gan_metrics(rows: Sequence[Dict[str, Any]], path: PathLike, title: str = "GAN training") -> Path:
+    """Losses (left) and discriminator outputs with the ADA probability (right) against kimg."""
+    groups: Dict[Optional[int], List[Dict[str, Any]]] = {}
+    for row in rows:
+        cls = row.get("class")
+        groups.setdefault(None if cls is None else int(cls), []).append(row)
+    per_class = any(k is not None for k in groups)
+    lw, alpha = (0.9, 0.75) if per_class else (1.5, 1.0)
+
+    fig = _new_figure(9.0, 3.9)
+    ax_loss, ax_prob = fig.subplots(1, 2)
+    drawn = {ax_loss: False, ax_prob: False}
+    labelled: set = set()
+
+    def draw(ax: Any, group: List[Dict[str, Any]], key: str, color: str, label: str, **style: Any) -> None:
+        xs, ys = [], []
+        for row in group:
+            x, y = _num(row.get("kimg")), _num(row.get(key))
+            if x is not None and y is not None:
+                xs.append(x)
+                ys.append(y)
+        if not xs:
+            return
+        # One legend entry per metric, however many per-class lines share its colour.
+        ax.plot(xs, ys, color=color, lw=lw, alpha=alpha, label=None if label in labelled else label, **style)
+        labelled.add(label)
+        drawn[ax] = True
+
+    for cls in sorted(groups, key=lambda c: -1 if c is None else c):
+        group = groups[cls]
+        for key, color in _LOSS_KEYS:
+            draw(ax_loss, group, key, color, key)
+        for key, color in _PROB_KEYS:
+            draw(ax_prob, group, key, color, key)
+        draw(ax_prob, group, "augment/p", "tab:orange", "ADA p", linestyle="--")
+
+    ax_loss.set_title("Losses", fontsize="medium")
+    ax_loss.set_ylabel("loss")
+    ax_prob.set_title("Discriminator outputs", fontsize="medium")
+    ax_prob.set_ylabel("sigmoid output / probability")
+    ax_prob.set_ylim(-0.03, 1.03)
+    for ax in (ax_loss, ax_prob):
+        if drawn[ax]:
+            ax.set_xlabel("kimg (thousands of real images shown to D)")
+            ax.grid(True, alpha=0.3)
+            _legend_below(ax)
+        else:
+            _empty(ax, "no data")
+    n_classes = sum(1 for k in groups if k is not None)
+    fig.suptitle(f"{title} ({n_classes} per-class GANs, one line each)" if per_class else title)
+    return _write_png(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Validation curves.
+
+
+def _seed_curve(seed: Sequence[Tuple[int, float]]) -> Dict[int, float]:
+    """step -> accuracy in %; a repeated step (e.g. after a resume) keeps its last value."""
+    out: Dict[int, float] = {}
+    for step, acc in seed:
+        s, a = _num(step), _pct(acc)
+        if s is not None and a is not None:
+            out[int(s)] = a
+    return out
+
+
+def plot_val_curves(curves: Dict[str, List[List[Tuple[int, float]]]], path: PathLike,
+                    title: str = "Validation accuracy (real validation set)") -> Path:
+    """Mean validation accuracy (%) over seeds against step, one line per arm, with a min..max band."""
+    fig = _new_figure(8.0, 4.5)
+    ax = fig.subplots()
+    any_line = False
+    for arm, seeds in curves.items():
+        per_seed = [c for c in (_seed_curve(s) for s in seeds) if c]
+        if not per_seed:
+            continue
+        common = sorted(set.intersection(*(set(c) for c in per_seed)))
+        if common:
+            acc = np.array([[c[s] for s in common] for c in per_seed])
+            (line,) = ax.plot(common, acc.mean(axis=0), lw=1.6, marker="o" if len(common) == 1 else None, zorder=3,
+                              label=f"{arm} (n={len(per_seed)})")
+            if len(per_seed) > 1:
+                ax.fill_between(common, acc.min(axis=0), acc.max(axis=0), color=line.get_color(), alpha=0.18,
+                                linewidth=0, zorder=1)
+        else:
+            # Seeds evaluated at disjoint steps: no mean exists, so show each seed faintly instead.
+            color = None
+            for i, c in enumerate(per_seed):
+                steps = sorted(c)
+                (line,) = ax.plot(steps, [c[s] for s in steps], lw=0.9, alpha=0.6, color=color, marker=".",
+                                  label=f"{arm} (n={len(per_seed)}, no common steps)" if i == 0 else None)
+                color = line.get_color()
+        any_line = True
+
+    if not any_line:
+        _empty(ax, "no validation curves")
+    else:
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel("validation accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        handles, _ = ax.get_legend_handles_labels()
+        if len(handles) > 4:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize="small")
+        else:
+            ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(title + ("; band = min..max over seeds" if any_line else ""), fontsize="medium")
+    return _write_png(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Confusion matrices.
+
+
+def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike) -> Path:
+    """One row-normalised (%) confusion-matrix heatmap per arm, up to 4 per row, sharing a colour scale."""
+    k = len(classes)
+    arms = list(mats)
+    counts = {}
+    for arm in arms:
+        m = np.asarray(mats[arm], dtype=float)
+        if m.shape != (k, k):
+            raise ValueError(f"confusion matrix for arm '{arm}' has shape {m.shape}, expected ({k}, {k}) for {k} classes")
+        counts[arm] = m
+
+    ncols = max(1, min(4, len(arms)))
+    nrows = max(1, math.ceil(len(arms) / ncols))
+    panel = min(4.0, 2.0 + 0.16 * min(k, 20))  # inches per heatmap: room for k labels and k*k numbers
+    fig = _new_figure(min(13.0, max(6.0, ncols * panel + 1.0)), nrows * panel + 0.6)
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    if not arms:
+        _empty(axes[0], "no confusion matrices")
+        return _write_png(fig, path)
+
+    cmap = colormaps["Blues"].with_extremes(bad="0.85")
+    tick_size, cell_size = max(6.0, 9.0 - 0.2 * k), max(5.5, 9.0 - 0.35 * k)
+    image = None
+    for i, (ax, arm) in enumerate(zip(axes, arms)):
+        m = counts[arm]
+        totals = m.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # A class with no test images has no row to normalise: leave it grey (NaN) rather than 0 %.
+            pct = np.where(totals > 0, 100.0 * m / np.where(totals > 0, totals, 1.0), np.nan)
+        image = ax.imshow(pct, cmap=cmap, vmin=0.0, vmax=100.0, interpolation="nearest")
+        n = int(m.sum())
+        acc = f", acc {100.0 * np.trace(m) / n:.1f}%" if n else ""
+        ax.set_title(f"{arm} (n={n}{acc})", fontsize="small")
+        row, col = divmod(i, ncols)
+        if k <= 20:
+            ax.set_xticks(range(k))
+            ax.set_yticks(range(k))
+            ax.set_xticklabels(list(classes), rotation=90 if k > 4 else 45, ha="center" if k > 4 else "right",
+                               fontsize=tick_size)
+            ax.set_yticklabels(list(classes) if col == 0 else [], fontsize=tick_size)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if col == 0:
+            ax.set_ylabel("true class")
+        if row == nrows - 1 or i + ncols >= len(arms):
+            ax.set_xlabel("predicted class")
+        if k <= 10:
+            for (r, c), v in np.ndenumerate(pct):
+                if np.isfinite(v):
+                    ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=cell_size,
+                            color="white" if v > 55 else "black")
+    for ax in axes[len(arms):]:
+        ax.set_visible(False)
+    fig.colorbar(image, ax=list(axes[:len(arms)]), shrink=0.8, label="% of true class")
+    fig.suptitle("Confusion matrices (test set, summed over seeds, row-normalised %)")
+    return _write_png(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Test accuracy per arm and across a sweep.
+
+
+def _ci_err(mean: Optional[float], low: Optional[float], high: Optional[float]) -> Optional[List[List[float]]]:
+    """Asymmetric error-bar lengths [[below], [above]], or None without a full CI."""
+    if mean is None or low is None or high is None:
+        return None
+    return [[max(0.0, mean - low)], [max(0.0, high - mean)]]
+
+
+def _mean_of(row: Dict[str, Any]) -> Optional[float]:
+    """The row's mean in %, falling back to the mean of its values."""
+    mean = _pct(row.get("mean"))
+    if mean is None:
+        values = _pct_values(row.get("values"))
+        mean = float(np.mean(values)) if values else None
+    return mean
+
+
+def _nan_array(values: Any) -> np.ndarray:
+    """A float array with NaN standing in for None."""
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _jitter(n: int, width: float = 0.3) -> np.ndarray:
+    """Fixed, evenly spread offsets so repeated seed values do not hide each other."""
+    return np.zeros(1) if n <= 1 else np.linspace(-width / 2, width / 2, n)
+
+
+def plot_arm_accuracy(rows: Sequence[Dict[str, Any]], path: PathLike, baseline: Optional[str] = None,
+                      title: str = "Test accuracy per arm (mean and 95% CI over seeds)") -> Path:
+    """Horizontal dot plot of test accuracy (%) per arm: seeds faint, mean with its 95% CI as an error bar."""
+    fig = _new_figure(8.0, 1.6 + 0.45 * max(1, len(rows)))
+    ax = fig.subplots()
+    if not rows:
+        _empty(ax, "no arms")
+        ax.set_title(title, fontsize="medium")
+        return _write_png(fig, path)
+
+    for y, row in enumerate(rows):
+        values = _pct_values(row.get("values"))
+        if values:
+            ax.scatter(values, y + _jitter(len(values)), color="0.35", label="seed" if y == 0 else None, **SEED_DOT)
+        mean = _mean_of(row)
+        if mean is None:
+            continue
+        low, high = _pct(row.get("ci_low")), _pct(row.get("ci_high"))
+        is_base = baseline is not None and row.get("arm") == baseline
+        ax.errorbar([mean], [y], xerr=_ci_err(mean, low, high), fmt="D", ms=7, capsize=3, lw=1.4, zorder=4,
+                    color="tab:gray" if is_base else "tab:blue")
+        ci = f" [{low:.1f}, {high:.1f}]" if low is not None and high is not None else ""
+        ax.annotate(f"{mean:.1f}%{ci}", xy=(1.01, y), xycoords=("axes fraction", "data"), va="center",
+                    fontsize="small")
+
+    base = next((r for r in rows if baseline is not None and r.get("arm") == baseline), None)
+    if base is not None:
+        mean, low, high = _mean_of(base), _pct(base.get("ci_low")), _pct(base.get("ci_high"))
+        if low is not None and high is not None:
+            ax.axvspan(low, high, color="tab:gray", alpha=0.15, lw=0, zorder=0, label=f"{baseline} 95% CI")
+        elif mean is not None:
+            ax.axvline(mean, color="tab:gray", ls="--", lw=1, zorder=0, label=f"{baseline} mean")
+
+    # Proxy artists so the legend explains the marks without one entry per arm.
+    ax.errorbar([], [], xerr=[[], []], fmt="D", ms=7, capsize=3, color="tab:blue", label="mean and 95% CI")
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([str(r.get("arm", "?")) for r in rows])
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # first arm on top
+    ax.set_xlabel("test accuracy (%)")
+    ax.grid(True, axis="x", alpha=0.3)
+    _legend_below(ax, ncol=3)
+    ax.set_title(title, fontsize="medium")
+    return _write_png(fig, path)
+
+
+def plot_sweep(points: Sequence[Dict[str, Any]], path: PathLike, xlabel: str,
+               baseline: Optional[Dict[str, Any]] = None, title: str = "Test accuracy across the sweep") -> Path:
+    """Test accuracy (%) against a swept value: means joined by a line, 95% CI band and bars, seeds faint."""
+    pts = sorted((p for p in points if _num(p.get("x")) is not None), key=lambda p: float(p["x"]))
+    fig = _new_figure(7.5, 4.5)
+    ax = fig.subplots()
+
+    xs = np.array([float(p["x"]) for p in pts])
+    means = _nan_array(_mean_of(p) for p in pts)
+    lows = _nan_array(_pct(p.get("ci_low")) for p in pts)
+    highs = _nan_array(_pct(p.get("ci_high")) for p in pts)
+
+    if baseline is not None:
+        b_mean = _mean_of(baseline)
+        b_low, b_high = _pct(baseline.get("ci_low")), _pct(baseline.get("ci_high"))
+        label = str(baseline.get("label", "baseline"))
+        if b_low is not None and b_high is not None:
+            ax.axhspan(b_low, b_high, color="tab:gray", alpha=0.12, lw=0, zorder=0)
+        if b_mean is not None:
+            ax.axhline(b_mean, color="tab:gray", ls="--", lw=1.2, zorder=1, label=label)
+
+    if len(pts):
+        for i, p in enumerate(pts):
+            values = _pct_values(p.get("values"))
+            if values:
+                ax.scatter([xs[i]] * len(values), values, color="0.25", label="seed" if i == 0 else None,
+                           **{**SEED_DOT, "zorder": 3})
+        has_ci = np.isfinite(lows) & np.isfinite(highs) & np.isfinite(means)
+        if has_ci.any():
+            # The band joins the points that have a CI (a point without one, n = 1, is stepped over rather than
+            # splitting the band into invisible slivers); the error bars show exactly which points have one.
+            ax.fill_between(xs[has_ci], lows[has_ci], highs[has_ci], color="tab:blue", alpha=0.15, lw=0, zorder=1,
+                            label="95% CI")
+            err = np.vstack([means[has_ci] - lows[has_ci], highs[has_ci] - means[has_ci]]).clip(min=0)
+            ax.errorbar(xs[has_ci], means[has_ci], yerr=err, fmt="none", ecolor="tab:blue", capsize=3, lw=1, zorder=2)
+        ok = np.isfinite(means)
+        ax.plot(xs[ok], means[ok], "-o", color="tab:blue", ms=5, lw=1.6, zorder=4, label="mean")
+        # Sweeps over several orders of magnitude (learning rates, sample counts) read better on a log axis.
+        if len(xs) > 2 and (xs > 0).all() and xs.max() / xs.min() >= 100:
+            ax.set_xscale("log")
+    else:
+        ax.text(0.5, 0.5, "no sweep points", ha="center", va="center", transform=ax.transAxes, color="0.4")
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    _legend_below(ax, ncol=4)
+    ax.set_title(title, fontsize="medium")
+    return _write_png(fig, path)

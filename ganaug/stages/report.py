@@ -1,0 +1,152 @@
+"""Stage `report`: one self-contained HTML file (images embedded, no network) with the config, the table,
+the audit, the plots and the sample grids of a run folder."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from PIL import Image
+
+from ..config import Config, to_dict
+from ..plots import plot_gan_metrics
+from ..utils import atomic_write_text, read_jsonl
+from .common import echo, paths
+from .compare import _ci, _p, _pct, run_compare
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;
+     padding:0 1em;color:#222;line-height:1.45}
+h1{margin-bottom:.1em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
+.meta{color:#666;font-size:.9em} .scroll{overflow-x:auto}
+table{border-collapse:collapse;font-size:.84em;margin:.6em 0}
+th,td{border:1px solid #ccc;padding:.3em .55em;text-align:right;white-space:nowrap}
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
+td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
+tr.baseline td{background:#f7f7ff}
+.better{color:#0a7a2f;font-weight:600} .worse{color:#b3261e;font-weight:600} .nodiff{color:#555}
+.ok{color:#0a7a2f} .violation{color:#b3261e;font-weight:700} .unverified{color:#a86b00;font-weight:600}
+figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+img.grid{image-rendering:pixelated} figcaption{color:#555;font-size:.9em}
+pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.85em}
+"""
+
+
+def _img(path: Path, caption: str, scale: int = 1) -> str:
+    """A figure with the PNG inline; sample grids are drawn `scale` times larger, pixel for pixel."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    size = ""
+    if scale > 1:
+        with Image.open(path) as im:
+            size = f' class="grid" width="{im.width * scale}" height="{im.height * scale}"'
+    return (f'<figure><img{size} alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _verdict_class(v: str) -> str:
+    return {"better": "better", "worse": "worse"}.get(v, "nodiff")
+
+
+def _table(table: Dict[str, Any]) -> str:
+    level = f"{100 * table['confidence']:g}%"
+    head = ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
+            f"Δ vs {table['baseline']} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
+            f"p ({table['correction']})", "verdict"]
+    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+           + "</tr></thead><tbody>"]
+    for r in table["rows"]:
+        if r["is_baseline"]:
+            delta = ["baseline", "", "", "", ""]
+        else:
+            delta = [_pct(r["delta_mean"], r["delta_std"], True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
+                     _p(r["delta_p_t"]), _p(r["delta_p_wilcoxon"]), _p(r["delta_p_adj"])]
+        cells = [r["arm"], r["data"], str(r["n"]), _pct(r["acc_mean"], r["acc_std"]), _ci(r["acc_ci_low"], r["acc_ci_high"]),
+                 _pct(r["f1_mean"], r["f1_std"])] + delta
+        verdict = f'<td class="{_verdict_class(r["verdict"])}">{html.escape(r["verdict"])}</td>'
+        out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}">'
+                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + verdict + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _runs_table(runs: List[Dict[str, Any]]) -> str:
+    head = ["arm", "seed", "GAN seed", "val acc %", "selected step", "test acc %", "macro-F1 %", "train s"]
+    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in runs:
+        cells = [r["arm"], str(r["seed"]), "-" if r.get("gan_seed") is None else str(r["gan_seed"]),
+                 f"{100 * r['val']['accuracy']:.2f}", str(r["val"]["selected_step"]), f"{100 * r['test']['accuracy']:.2f}",
+                 f"{100 * r['test']['macro_f1']:.2f}", f"{r.get('train_seconds', 0):.0f}"]
+        out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _gan_sections(cfg: Config) -> List[str]:
+    """Training curves (drawn now when an older run lacks them), the last fixed-noise grid and the
+    real-vs-synthetic grid of each GAN."""
+    p = paths(cfg)
+    parts: List[str] = []
+    for g in cfg.gan_replicates:
+        gan_dir, samples_dir = p.gan(g), p.samples(g)
+        tag = "" if g is None else f" (GAN seed {g})"
+        if (gan_dir / "metrics.jsonl").is_file():
+            curve = gan_dir / "training.png"
+            if not curve.is_file():
+                plot_gan_metrics(read_jsonl(gan_dir / "metrics.jsonl"), curve, title=f"{cfg.gan.name}{tag}")
+            parts.append(_img(curve, f"GAN training{tag}: generator and discriminator losses, and D's mean output "
+                                     "on real images D(x) and on fakes D(G(z)), against thousands of images shown"))
+        grids = sorted((gan_dir / "grids").glob("*.png")) if (gan_dir / "grids").is_dir() else []
+        if grids:
+            parts.append(_img(grids[-1], f"Fixed-noise samples from the moving-average generator at the end of training{tag} "
+                                         f"({grids[-1].name})", scale=2))
+        if (samples_dir / "grid.png").is_file():
+            parts.append(_img(samples_dir / "grid.png", f"Real (left half of each row) and synthetic (right half) images, "
+                                                        f"one row per class{tag}", scale=2))
+    return parts
+
+
+def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
+    """Refresh the comparison, then write `<out_dir>/report.html` (or `output`)."""
+    p = paths(cfg)
+    run_compare(cfg)
+    table = json.loads((p.compare / "table.json").read_text())
+    md = (p.compare / "table.md").read_text()
+    notes = [line for line in md.splitlines()[2:] if line and not line.startswith("|")]
+    from .. import __version__
+
+    body = [
+        f"<h1>{html.escape(cfg.name)}</h1>",
+        f'<p class="meta">ganaug {__version__} · run folder <code>{html.escape(str(p.root))}</code> · written '
+        f"{time.strftime('%Y-%m-%d %H:%M')} · baseline <b>{html.escape(str(table['baseline']))}</b></p>",
+        "<h2>Result</h2>", _table(table),
+        "".join(f"<p>{html.escape(n)}</p>" for n in notes if not n.startswith("PROTOCOL")),
+        "<h2>Protocol audit</h2>",
+        "<ul>" + "".join(f'<li><span class="{c["status"]}">{html.escape(c["status"])}</span> — <b>'
+                         f'{html.escape(c["check"])}</b>: {html.escape(c["detail"])}</li>' for c in table["audit"]) + "</ul>"
+        if table["audit"] else "<p>The audit is off (compare.audit: false).</p>",
+        "<h2>Plots</h2>",
+    ]
+    captions = {"accuracy.png": "Test accuracy per arm: each seed (faint), the mean and its confidence interval",
+                "sweep.png": "Test accuracy against the swept value, with the confidence band; the baseline for reference",
+                "val_curves.png": "Validation accuracy (real images only) over optimizer steps, mean and range over seeds",
+                "confusion.png": "Confusion matrices on the test set, summed over seeds, rows normalised to %"}
+    for name in ["sweep.png", "accuracy.png", "val_curves.png", "confusion.png"]:
+        if name in table["plots"]:
+            body.append(_img(p.compare / name, captions[name]))
+    gan = _gan_sections(cfg)
+    if gan:
+        body += ["<h2>The GAN and its samples</h2>"] + gan
+    body += ["<h2>Every run</h2>", _runs_table(table["runs"]),
+             "<h2>Config</h2>", f"<pre>{html.escape(yaml.safe_dump(to_dict(cfg), sort_keys=False))}</pre>"]
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(cfg.name)} · ganaug report</title><style>{_CSS}</style></head>\n<body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    out = output or p.root / "report.html"
+    atomic_write_text(out, page)
+    echo(f"report: wrote {out} ({len(page) / 1e6:.1f} MB, self-contained)")
+    return out
