@@ -244,6 +244,8 @@ def test_report_and_sweep_through_the_cli(finished: Path, tmp_path: Path) -> Non
     r = runner.invoke(main, ["report", "-c", str(cfg_file), "-o", str(tmp_path / "r.html")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "r.html").is_file()
+    r = runner.invoke(main, ["report", "-c", str(cfg_file), "-o", "/proc/report.html"])
+    assert r.exit_code == 2 and "cannot write the report to '/proc/report.html'" in r.output and "Traceback" not in r.output
     r = runner.invoke(main, ["run", "-c", str(cfg_file), "--sweep", "classifier.mix.p_real=0:1:0.25", "--dry-run"])
     assert r.exit_code == 0, r.output
     for name in ("p_real-0", "p_real-0.25", "p_real-0.5", "p_real-0.75", "p_real-1"):

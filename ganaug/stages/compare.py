@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -263,6 +264,17 @@ def write_plots(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     return [Path(w).name for w in written]
 
 
+def _json_safe(obj: Any) -> Any:
+    """Strict JSON: an infinite t (identical non-zero differences) is written as its sign in words."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
 def run_compare(cfg: Config) -> str:
     """Write `<out_dir>/compare/table.{md,csv,json}` and the plots; return the Markdown table."""
     p = paths(cfg)
@@ -280,13 +292,13 @@ def run_compare(cfg: Config) -> str:
     plots = write_plots(cfg, rows, results, sweep, out)
     atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
     atomic_write_text(out / "table.csv", render_csv(rows))
-    atomic_write_json(out / "table.json", {
+    atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
         "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
         "rows": rows, "sweep": sweep, "audit": checks,
         "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
-    })
+    }))
     if any(c["status"] == "violation" for c in checks):
         echo("compare: the protocol audit found violations; they are listed under the table")
     return md

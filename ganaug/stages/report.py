@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from ..config import Config, to_dict
+from ..errors import StageError
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_text, read_jsonl
 from .common import echo, paths
@@ -147,6 +148,9 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
             f"<title>{html.escape(cfg.name)} · ganaug report</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     out = output or p.root / "report.html"
-    atomic_write_text(out, page)
+    try:
+        atomic_write_text(out, page)
+    except OSError as e:
+        raise StageError(f"cannot write the report to '{out}' ({e.strerror or e}); choose another path with -o") from None
     echo(f"report: wrote {out} ({len(page) / 1e6:.1f} MB, self-contained)")
     return out
