@@ -146,57 +146,72 @@ def _p(p: Optional[float]) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def render_markdown(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
-                    stale: List[str], checks: List[Dict[str, str]]) -> str:
-    base = cfg.baseline_arm
+def _correction(cfg: Config) -> str:
+    return {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}[cfg.compare.correction]
+
+
+def table_head(cfg: Config) -> List[str]:
     level = f"{100 * cfg.compare.confidence:g}%"
-    corr = {"holm": "Holm", "bonferroni": "Bonferroni", "none": "uncorrected"}[cfg.compare.correction]
-    head = ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
-            f"Δ acc vs {base} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)", f"p ({corr})", "verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    for r in rows:
-        if r["is_baseline"]:
-            delta = ["baseline", "", "", "", "", "baseline"]
-        else:
-            delta = [_pct(r["delta_mean"], r["delta_std"], signed=True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
-                     _p(r["delta_p_t"]), _p(r["delta_p_wilcoxon"]), _p(r["delta_p_adj"]), r["verdict"]]
-        lines.append("| " + " | ".join([r["arm"], r["data"], str(r["n"]), _pct(r["acc_mean"], r["acc_std"]),
-                                        _ci(r["acc_ci_low"], r["acc_ci_high"]), _pct(r["f1_mean"], r["f1_std"])] + delta)
-                     + " |")
+    return ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
+            f"Δ acc vs {cfg.baseline_arm} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
+            f"p ({_correction(cfg)})", "verdict"]
+
+
+def table_cells(row: Dict[str, Any]) -> List[str]:
+    """One row of the table as text, the same in Markdown and HTML."""
+    if row["is_baseline"]:
+        delta = ["baseline", "", "", "", "", "baseline"]
+    else:
+        delta = [_pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
+                 _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"]]
+    return [row["arm"], row["data"], str(row["n"]), _pct(row["acc_mean"], row["acc_std"]),
+            _ci(row["acc_ci_low"], row["acc_ci_high"]), _pct(row["f1_mean"], row["f1_std"])] + delta
+
+
+def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
+                stale: List[str]) -> List[str]:
+    """What the table's numbers are: the protocol, the variance included, the tests, what was left out."""
     any_run = next(iter(results.values()))[0]
-    lines += [
-        "",
+    notes = [
         f"Test set: {any_run['test']['n']} real images, scored once per run; model selection on "
         f"{any_run['val']['n']} real validation images; every run {any_run['budget']['steps']} steps of "
         f"{any_run['budget']['batch_size']} images. {variance_note(cfg, results)}",
-        f"Δ is the per-seed difference from {base} (same seed, same split); intervals are Student-t (accuracy's clipped "
-        f"to [0, 100]); p (t) is the "
-        f"paired t-test, p (Wilcoxon) the signed-rank test, both two-sided; the verdict uses the paired t-test "
-        f"after {corr} correction over {sum(1 for r in rows if r['delta_p_t'] is not None)} arms, at "
-        f"alpha = {cfg.compare.alpha:g}.",
+        f"Δ is the per-seed difference from {cfg.baseline_arm} (same seed, same split); intervals are Student-t "
+        f"(accuracy's clipped to [0, 100]); p (t) is the paired t-test, p (Wilcoxon) the signed-rank test, both "
+        f"two-sided; the verdict uses the paired t-test after {_correction(cfg)} correction over "
+        f"{sum(1 for r in rows if r['delta_p_t'] is not None)} arms, at alpha = {cfg.compare.alpha:g}.",
     ]
     mins = {r["delta_n"]: r["delta_wilcoxon_min_p"] for r in rows if r["delta_wilcoxon_min_p"] is not None}
     low = {n: p for n, p in mins.items() if p > cfg.compare.alpha}
     if low:
         n, p = min(low.items())
-        lines.append(f"With {n} pairs the Wilcoxon test cannot go below p = {p:.3f}: it needs at least 6 pairs to "
+        notes.append(f"With {n} pairs the Wilcoxon test cannot go below p = {p:.3f}: it needs at least 6 pairs to "
                      f"reach 0.05.")
     other_seed = [x for x in stale if x.endswith("(seed not in seeds)")]
     other_config = [x for x in stale if x not in other_seed]
     if other_seed:
         seeds = sorted({int(x.split("/seed-")[1].split()[0]) for x in other_seed})
-        lines.append(f"Left out: {len(other_seed)} run(s) for seeds this config does not list "
+        notes.append(f"Left out: {len(other_seed)} run(s) for seeds this config does not list "
                      f"({', '.join(map(str, seeds))}).")
     if other_config:
-        lines.append(f"Left out, made by another config: {', '.join(other_config[:8])}"
+        notes.append(f"Left out, made by another config: {', '.join(other_config[:8])}"
                      f"{' ...' if len(other_config) > 8 else ''}.")
-    if checks:
-        bad = [c for c in checks if c["status"] != "ok"]
-        if not bad:
-            lines.append(f"Protocol audit: all {len(checks)} checks passed ({'; '.join(c['check'] for c in checks)}).")
-        for c in bad:
-            lines.append(f"PROTOCOL {c['status'].upper()}: {c['check']}: {c['detail']}")
-    return "\n".join(lines) + "\n"
+    return notes
+
+
+def audit_lines(checks: List[Dict[str, str]]) -> List[str]:
+    """One line when every check passed; else one per check that did not."""
+    bad = [c for c in checks if c["status"] != "ok"]
+    if checks and not bad:
+        return [f"Protocol audit: all {len(checks)} checks passed ({'; '.join(c['check'] for c in checks)})."]
+    return [f"PROTOCOL {c['status'].upper()}: {c['check']}: {c['detail']}" for c in bad]
+
+
+def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], checks: List[Dict[str, str]]) -> str:
+    head = table_head(cfg)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
+    return "\n".join(lines + [""] + notes + audit_lines(checks)) + "\n"
 
 
 CSV_COLUMNS = ["arm", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
@@ -287,7 +302,8 @@ def run_compare(cfg: Config) -> str:
     rows = summarize(cfg, results)
     checks = audit(cfg, results) if cfg.compare.audit else []
     sweep = sweep_points(cfg, rows)
-    md = render_markdown(cfg, rows, results, stale, checks)
+    notes = table_notes(cfg, rows, results, stale)
+    md = render_markdown(cfg, rows, notes, checks)
     out: Path = p.compare
     plots = write_plots(cfg, rows, results, sweep, out)
     atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
@@ -295,7 +311,7 @@ def run_compare(cfg: Config) -> str:
     atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
         "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
-        "rows": rows, "sweep": sweep, "audit": checks,
+        "rows": rows, "notes": notes, "sweep": sweep, "audit": checks,
         "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
     }))

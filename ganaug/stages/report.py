@@ -18,7 +18,7 @@ from ..errors import StageError
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_text, read_jsonl
 from .common import echo, paths
-from .compare import _ci, _p, _pct, run_compare
+from .compare import run_compare, table_cells, table_head
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;
@@ -53,24 +53,14 @@ def _verdict_class(v: str) -> str:
     return {"better": "better", "worse": "worse"}.get(v, "nodiff")
 
 
-def _table(table: Dict[str, Any]) -> str:
-    level = f"{100 * table['confidence']:g}%"
-    head = ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
-            f"Δ vs {table['baseline']} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
-            f"p ({table['correction']})", "verdict"]
-    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+def _table(cfg: Config, rows: List[Dict[str, Any]]) -> str:
+    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in table_head(cfg))
            + "</tr></thead><tbody>"]
-    for r in table["rows"]:
-        if r["is_baseline"]:
-            delta = ["baseline", "", "", "", ""]
-        else:
-            delta = [_pct(r["delta_mean"], r["delta_std"], True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
-                     _p(r["delta_p_t"]), _p(r["delta_p_wilcoxon"]), _p(r["delta_p_adj"])]
-        cells = [r["arm"], r["data"], str(r["n"]), _pct(r["acc_mean"], r["acc_std"]), _ci(r["acc_ci_low"], r["acc_ci_high"]),
-                 _pct(r["f1_mean"], r["f1_std"])] + delta
-        verdict = f'<td class="{_verdict_class(r["verdict"])}">{html.escape(r["verdict"])}</td>'
+    for r in rows:
+        *cells, verdict = table_cells(r)
         out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}">'
-                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + verdict + "</tr>")
+                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                   + f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td></tr>')
     out.append("</tbody></table></div>")
     return "\n".join(out)
 
@@ -116,16 +106,14 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
     p = paths(cfg)
     run_compare(cfg)
     table = json.loads((p.compare / "table.json").read_text())
-    md = (p.compare / "table.md").read_text()
-    notes = [line for line in md.splitlines()[2:] if line and not line.startswith("|")]
     from .. import __version__
 
     body = [
         f"<h1>{html.escape(cfg.name)}</h1>",
         f'<p class="meta">ganaug {__version__} · run folder <code>{html.escape(str(p.root))}</code> · written '
         f"{time.strftime('%Y-%m-%d %H:%M')} · baseline <b>{html.escape(str(table['baseline']))}</b></p>",
-        "<h2>Result</h2>", _table(table),
-        "".join(f"<p>{html.escape(n)}</p>" for n in notes if not n.startswith("PROTOCOL")),
+        "<h2>Result</h2>", _table(cfg, table["rows"]),
+        "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"]),
         "<h2>Protocol audit</h2>",
         "<ul>" + "".join(f'<li><span class="{c["status"]}">{html.escape(c["status"])}</span> — <b>'
                          f'{html.escape(c["check"])}</b>: {html.escape(c["detail"])}</li>' for c in table["audit"]) + "</ul>"
