@@ -185,6 +185,17 @@ def test_an_old_gan_without_its_record_is_unverified_not_passed(finished: Path, 
     assert "PROTOCOL UNVERIFIED: the GAN saw only training images" in md
 
 
+def test_old_runs_that_do_not_name_their_synthetic_set_are_unverified(finished: Path, tmp_path: Path) -> None:
+    cfg = _copy(finished, tmp_path)
+    for f in (Path(cfg.out_dir) / "clf").glob("*/seed-*/result.json"):
+        result = json.loads(f.read_text())
+        result.pop("synthetic_set", None)
+        f.write_text(json.dumps(result))
+    md = run_compare(cfg)
+    assert "PROTOCOL UNVERIFIED: no synthetic image in validation or test: 12 run(s) trained on fakes" in md
+    assert "PROTOCOL UNVERIFIED: the GAN saw only training images: 12 run(s)" in md
+
+
 class _Page(HTMLParser):
     def __init__(self) -> None:
         super().__init__()

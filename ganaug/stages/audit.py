@@ -59,7 +59,7 @@ def _synthetic_check(root: Path, runs: List[Dict[str, Any]], held_out: Set[str],
         if r.get("protocol", {}).get("validation_synthetic_images", 0) != 0:
             problems.append(f"{r['arm']} seed {r['seed']} validated on synthetic images")
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
-    copies = 0
+    unknown = _unrecorded_sets(runs)
     for rel in sets:
         f = root / rel / "samples.pt"
         if not f.is_file():
@@ -67,13 +67,24 @@ def _synthetic_check(root: Path, runs: List[Dict[str, Any]], held_out: Set[str],
             continue
         images = torch.load(f, map_location="cpu", weights_only=True)["images"]
         found = (set(image_hashes(images)) & held_out) - source_dups
-        copies += len(found)
         if found:
             problems.append(f"{len(found)} image(s) of '{rel}' are pixel-identical to validation/test images")
     if problems:
         return _check(name, "violation", "; ".join(problems))
+    if unknown:
+        return _check(name, "unverified", unknown)
     what = f"{len(sets)} synthetic set(s) hashed: none equals a validation or test image" if sets else "no arm used fakes"
     return _check(name, "ok", what + "; every run validated on real images only")
+
+
+def _unrecorded_sets(runs: List[Dict[str, Any]]) -> str:
+    """Runs that trained on fakes without naming their synthetic set (made before ganaug recorded it)."""
+    missing = [f"{r['arm']} seed {r['seed']}" for r in runs
+               if r["arm_config"]["data"] != "real" and not r.get("synthetic_set")]
+    if not missing:
+        return ""
+    return (f"{len(missing)} run(s) trained on fakes without recording which set ({', '.join(missing[:3])}"
+            f"{' ...' if len(missing) > 3 else ''}); made by an older ganaug: retrain them to audit them")
 
 
 def _gan_check(root: Path, runs: List[Dict[str, Any]], train: Set[str], held_out: Set[str],
@@ -81,7 +92,8 @@ def _gan_check(root: Path, runs: List[Dict[str, Any]], train: Set[str], held_out
     name = "the GAN saw only training images"
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
     if not sets:
-        return _check(name, "ok", "no arm used a GAN")
+        unknown = _unrecorded_sets(runs)
+        return _check(name, "unverified", unknown) if unknown else _check(name, "ok", "no arm used a GAN")
     problems, unverified, n = [], [], 0
     for rel in sets:
         gan_dir = root / rel.replace("samples", "gan", 1)
