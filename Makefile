@@ -15,7 +15,7 @@ test-all:  ## every test, the slow ones too
 demo:  ## a first look in under a minute (digits, tiny networks)
 	ganaug run --config configs/quick.yaml
 
-default:  ## the bundled default experiment (about 8 minutes on 2 CPU cores)
+default:  ## the bundled default experiment (about 7.5 minutes on 2 CPU cores)
 	ganaug run --config configs/mnist5k-cgan.yaml
 
 report:  ## the default experiment, then its HTML report (runs/mnist5k-cgan/report.html)
