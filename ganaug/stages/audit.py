@@ -38,7 +38,9 @@ def audit(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[st
     runs = [r for rs in results.values() for r in rs]
     checks = [_split_check(val, test, train, source_dups)]
     checks.append(_synthetic_check(p.root, runs, val | test, source_dups))
-    checks.append(_gan_check(p.root, runs, train, val | test, source_dups))
+    # Each synthetic set (as runs name it, relative to out_dir) and the GAN that made it.
+    gan_of = {p.samples(g).relative_to(p.root).as_posix(): p.gan(g) for g in cfg.gan_replicates}
+    checks.append(_gan_check(gan_of, runs, train, val | test, source_dups))
     checks.append(_budget_check(runs))
     checks.append(_selection_check(runs, manifest))
     return checks
@@ -87,7 +89,7 @@ def _unrecorded_sets(runs: List[Dict[str, Any]]) -> str:
             f"{' ...' if len(missing) > 3 else ''}); made by an older ganaug: retrain them to audit them")
 
 
-def _gan_check(root: Path, runs: List[Dict[str, Any]], train: Set[str], held_out: Set[str],
+def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], train: Set[str], held_out: Set[str],
                source_dups: Set[str]) -> Dict[str, str]:
     name = "the GAN saw only training images"
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
@@ -96,7 +98,10 @@ def _gan_check(root: Path, runs: List[Dict[str, Any]], train: Set[str], held_out
         return _check(name, "unverified", unknown) if unknown else _check(name, "ok", "no arm used a GAN")
     problems, unverified, n = [], [], 0
     for rel in sets:
-        gan_dir = root / rel.replace("samples", "gan", 1)
+        gan_dir = gan_of.get(rel)
+        if gan_dir is None:
+            unverified.append(f"synthetic set '{rel}' belongs to no GAN of this config")
+            continue
         f = gan_dir / TRAINED_ON
         if not f.is_file():
             unverified.append(f"'{gan_dir}' has no {TRAINED_ON}")

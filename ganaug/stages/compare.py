@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..config import Config, arm_from_dict, sweep_key, sweep_value
+from ..config import Config, arm_from_dict, sweep_arms, sweep_key, sweep_value
 from ..errors import StageError
 from ..metrics.stats import bonferroni, holm, mean_ci, paired_test, verdict
 from ..plots import plot_arm_accuracy, plot_confusions, plot_sweep, plot_val_curves
@@ -237,7 +237,7 @@ def sweep_points(cfg: Config, rows: List[Dict[str, Any]]) -> Optional[Dict[str, 
     if cfg.sweep is None:
         return None
     key = sweep_key(cfg.sweep.key)
-    names = {a.name for a in cfg.all_arms[len(cfg.arms):]}
+    names = {a.name for a in sweep_arms(cfg.sweep)}
     points = [{"arm": r["arm"], "x": sweep_value(r["arm_config"], key), "mean": r["acc_mean"], "ci_low": r["acc_ci_low"],
                "ci_high": r["acc_ci_high"], "values": r["acc"], "n": r["n"], "delta_mean": r["delta_mean"],
                "delta_ci_low": r["delta_ci_low"], "delta_ci_high": r["delta_ci_high"], "verdict": r["verdict"]}

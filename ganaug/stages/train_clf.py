@@ -77,7 +77,9 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
                fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str) -> None:
     started = time.time()
     c = cfg.classifier
-    run_dir = paths(cfg).clf_run(arm.name, seed)
+    p = paths(cfg)
+    run_dir = p.clf_run(arm.name, seed)
+    gan_seed = cfg.gan_seed_of(seed)
     num_classes = len(data.classes)
     ch, h, w = data.train.images.shape[1:]
 
@@ -114,10 +116,9 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         result = {
             "arm": arm.name,
             "seed": seed,
-            "gan_seed": (cfg.gan_seed_of(seed) if cfg.gan_seeds else cfg.gan.seed) if arm.uses_synthetic else None,
+            "gan_seed": (gan_seed if gan_seed is not None else cfg.gan.seed) if arm.uses_synthetic else None,
             # Which synthetic set, relative to out_dir, so `compare` can audit it.
-            "synthetic_set": paths(cfg).samples(cfg.gan_seed_of(seed)).relative_to(paths(cfg).root).as_posix()
-            if arm.uses_synthetic else None,
+            "synthetic_set": p.samples(gan_seed).relative_to(p.root).as_posix() if arm.uses_synthetic else None,
             "arm_config": to_dict(arm),
             "test": test,
             "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},
