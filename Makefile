@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default report lint bench clean
+.PHONY: install test test-all demo default stylegan2 report lint bench bench-stylegan2 clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -18,6 +18,9 @@ demo:  ## a first look in under a minute (digits, tiny networks)
 default:  ## the bundled default experiment (about 7.5 minutes on 2 CPU cores)
 	ganaug run --config configs/mnist5k-cgan.yaml
 
+stylegan2:  ## the default's data and arms with a native conditional StyleGAN2 + ADA (under an hour on 2 CPU cores)
+	ganaug run --config configs/mnist5k-stylegan2.yaml
+
 report:  ## the default experiment, then its HTML report (runs/mnist5k-cgan/report.html)
 	ganaug run --config configs/mnist5k-cgan.yaml
 	ganaug report --config configs/mnist5k-cgan.yaml
@@ -27,6 +30,9 @@ lint:
 
 bench:  ## per-step timings of the GAN and classifier per precision setting on this device
 	$(PY) scripts/bench_steps.py
+
+bench-stylegan2:  ## a native StyleGAN2 step per preset and resolution; OFFICIAL=path/to/stylegan2-ada-pytorch adds the ratio
+	$(PY) scripts/bench_stylegan2.py $(if $(OFFICIAL),--official $(OFFICIAL))
 
 clean:
 	rm -rf runs .pytest_cache

@@ -155,6 +155,21 @@ def report(cfg: Config, force: bool, progress: bool, output: Optional[str]) -> N
 
 @main.command()
 @_config_options
+@click.option("--format", "fmt", required=True, type=click.Choice(["stylegan2-ada"]),
+              help="stylegan2-ada: the dataset zip of NVlabs' dataset_tool.py, for its train.py.")
+@click.option("--output", "-o", default=None, type=click.Path(dir_okay=False),
+              help="Where to write [<out_dir>/export/<format>.zip].")
+def export(cfg: Config, force: bool, progress: bool, fmt: str, output: Optional[str]) -> None:
+    """Write the split's training images (only those) in another tool's dataset format."""
+    from pathlib import Path
+
+    from .stages.export import run_export
+
+    click.echo(str(run_export(cfg, fmt, Path(output) if output else None)))
+
+
+@main.command()
+@_config_options
 def run(cfg: Config, force: bool, progress: bool) -> None:
     """Every stage: split, train-gan, sample, train-clf for each arm and seed, compare."""
     from .stages import run_all

@@ -55,16 +55,41 @@ class SplitConfig:
 
 @dataclass
 class GanConfig:
+    """The GAN. Keys left out (None) are filled from the family's defaults, or the stylegan2 preset, when the
+    config is loaded, so the saved config.yaml holds every number used."""
+
     name: str = "cgan"
+    preset: Optional[Literal["auto", "cifar", "small", "tiny"]] = None  # stylegan2: network and training numbers
+    impl: Optional[Literal["native", "official"]] = None  # stylegan2-ada: ganaug's own code, or the official repo's
+    repo: Optional[str] = None  # impl official: a checkout of NVlabs/stylegan2-ada-pytorch
     epochs: int = 100
-    batch_size: int = 64
-    z_dim: int = 64
-    lr: float = 0.0002
-    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
-    width: int = 64  # base channel count (ngf = ndf)
+    kimg: Optional[float] = None  # training length in thousands of real images shown to D; replaces epochs
+    batch_size: Optional[int] = None
+    z_dim: Optional[int] = None
+    lr: Optional[float] = None
+    betas: Optional[List[float]] = None
+    width: int = 64  # dcgan/cgan: base channel count (ngf = ndf)
+    channel_base: Optional[int] = None  # stylegan2: channels at resolution r are min(channel_base // r, channel_max)
+    channel_max: Optional[int] = None
+    w_dim: Optional[int] = None  # stylegan2: intermediate latent size
+    mapping_layers: Optional[int] = None  # stylegan2: depth of the mapping network
+    mbstd_group: Optional[int] = None  # stylegan2: minibatch standard deviation group size
+    r1_gamma: Optional[float] = None  # stylegan2: R1 weight (lazy, every r1_interval minibatches)
+    r1_interval: Optional[int] = None
+    style_mixing: Optional[float] = None  # stylegan2: probability of mixing two latents in a training batch
     per_class: bool = False  # dcgan: one generator per class
     d_cond: Literal["concat", "projection"] = "concat"  # cgan: how D sees the label (one-hot maps or projection)
-    ema_kimg: float = 10.0  # half-life of the generator's moving average, in thousands of images; 0: off
+    ema_kimg: Optional[float] = None  # half-life of the generator's moving average, in thousands of images; 0: off
+    augment: Optional[Literal["ada", "diffaugment", "fixed", "none"]] = None  # what D's inputs go through
+    augment_p: Optional[float] = None  # fixed: the probability; ada: where p starts (0); diffaugment: per op (1)
+    ada_target: Optional[float] = None  # ada: the target of r_t = E[sign(D(real))]
+    ada_interval: Optional[int] = None  # ada: minibatches between adjustments of p
+    ada_kimg: Optional[float] = None  # ada: thousands of images over which p can go from 0 to 1
+    augpipe: Optional[str] = None  # ada/fixed: the operations (bgc, bg, blit, geom, color)
+    diffaugment: Optional[str] = None  # diffaugment: its policy, e.g. color,translation,cutout
+    mirror: bool = False  # x-flip real images at random (only for data whose classes survive a flip)
+    gpus: Optional[int] = None  # impl official: GPUs for train.py
+    snap: Optional[int] = None  # impl official: ticks between snapshots
     seed: int = 0
     grid_every: int = 10  # epochs between fixed-noise sample grids
     amp: Literal["auto", "bf16", "off"] = "auto"
@@ -79,6 +104,7 @@ class SampleConfig:
     batch_size: int = 500
     png: bool = True  # also write an ImageFolder tree of PNGs
     grid_per_class: int = 8
+    truncation: Optional[float] = None  # stylegan2: psi toward the class's mean w (1 or None: none)
 
 
 @dataclass
@@ -599,20 +625,17 @@ def validate(cfg: Config) -> None:
 
     g = cfg.gan
     GANS.check(g.name, "config key 'gan.name'")
-    for k in ("epochs", "batch_size", "z_dim", "width", "grid_every"):
-        _need(getattr(g, k) >= 1, f"gan.{k}", f"must be 1 or more, got {getattr(g, k)}")
-    _need(g.lr > 0, "gan.lr", f"must be positive, got {g.lr}")
-    _need(len(g.betas) == 2 and all(0.0 <= b < 1.0 for b in g.betas), "gan.betas",
-          f"must be two numbers in [0, 1), got {g.betas}")
-    _need(g.ema_kimg >= 0, "gan.ema_kimg", f"must be 0 (off) or more, got {g.ema_kimg}")
-    if g.per_class:
-        _need(bool(GANS.meta(g.name).get("per_class")), "gan.per_class",
-              f"is not supported by gan '{g.name}' (it is already conditional); use dcgan for one GAN per class")
+    resolve_gan(cfg)
+    validate_gan(g)
 
     sm = cfg.sample
     _need(sm.n_per_class >= 1, "sample.n_per_class", f"must be 1 or more, got {sm.n_per_class}")
     _need(sm.batch_size >= 1, "sample.batch_size", f"must be 1 or more, got {sm.batch_size}")
     _need(sm.grid_per_class >= 1, "sample.grid_per_class", f"must be 1 or more, got {sm.grid_per_class}")
+    if sm.truncation is not None:
+        _need(0 <= sm.truncation <= 1, "sample.truncation", f"must be psi in [0, 1] (1: none), got {sm.truncation}")
+        _need(bool(GANS.meta(g.name).get("truncation")), "sample.truncation",
+              f"applies to stylegan2, not gan '{g.name}'; remove it")
 
     c = cfg.classifier
     CLASSIFIERS.check(c.name, "config key 'classifier.name'")
@@ -669,6 +692,102 @@ def validate(cfg: Config) -> None:
     _need(0.0 < cmp.alpha < 0.5, "compare.alpha", f"must be in (0, 0.5), e.g. 0.05, got {cmp.alpha}")
     if cfg.baseline is not None:
         _need(cfg.baseline in seen, "baseline", f"names no arm ('{cfg.baseline}'); arms are {', '.join(seen)}")
+
+
+_AUGMENT_DEFAULTS = {
+    "ada": {"augment_p": 0.0, "ada_target": 0.6, "ada_interval": 4, "ada_kimg": 500.0, "augpipe": "bgc"},
+    "fixed": {"augpipe": "bgc"},
+    "diffaugment": {"augment_p": 1.0, "diffaugment": "color,translation,cutout"},
+}
+
+
+def image_resolution(cfg: Config) -> Optional[int]:
+    """The side of the images the networks see: data.resolution, else the source's own (None if it varies)."""
+    from .data import DATASETS
+
+    return cfg.data.resolution or DATASETS.meta(cfg.data.source).get("resolution")
+
+
+def resolve_gan(cfg: Config) -> None:
+    """Fill the gan keys left out from the family's defaults (a stylegan2 preset) and the augmentation's.
+
+    Only keys that are None are filled, and only keys the family uses, so a config that says nothing about
+    a family's extras keeps the fingerprint it had before they existed.
+    """
+    from .gans import GANS
+
+    g = cfg.gan
+    defaults = GANS.meta(g.name).get("defaults")
+    if defaults is not None:
+        for k, v in defaults(g, image_resolution(cfg)).items():
+            if getattr(g, k) is None:
+                setattr(g, k, v)
+    for k, v in _AUGMENT_DEFAULTS.get(g.augment or "none", {}).items():
+        if getattr(g, k) is None:
+            setattr(g, k, v)
+
+
+def validate_gan(g: GanConfig) -> None:
+    from .gans import GANS
+
+    for k in ("epochs", "batch_size", "z_dim", "width", "grid_every", "channel_base", "channel_max", "w_dim",
+              "mapping_layers", "mbstd_group", "r1_interval", "ada_interval", "gpus", "snap"):
+        v = getattr(g, k)
+        _need(v is None or v >= 1, f"gan.{k}", f"must be 1 or more, got {v}")
+    for k in ("batch_size", "z_dim", "lr", "betas", "ema_kimg"):
+        _need(getattr(g, k) is not None, f"gan.{k}", f"has no default for gan '{g.name}'; set it")
+    _need(g.lr > 0, "gan.lr", f"must be positive, got {g.lr}")
+    _need(len(g.betas) == 2 and all(0.0 <= b < 1.0 for b in g.betas), "gan.betas",
+          f"must be two numbers in [0, 1), got {g.betas}")
+    _need(g.ema_kimg >= 0, "gan.ema_kimg", f"must be 0 (off) or more, got {g.ema_kimg}")
+    if g.kimg is not None:
+        _need(g.kimg > 0, "gan.kimg", f"must be positive (thousands of images), got {g.kimg}")
+    if g.r1_gamma is not None:
+        _need(g.r1_gamma >= 0, "gan.r1_gamma", f"must be 0 (off) or more, got {g.r1_gamma}")
+    if g.style_mixing is not None:
+        _need(0 <= g.style_mixing <= 1, "gan.style_mixing", f"must be a probability in [0, 1], got {g.style_mixing}")
+    if g.per_class:
+        _need(bool(GANS.meta(g.name).get("per_class")), "gan.per_class",
+              f"is not supported by gan '{g.name}' (it is already conditional); use dcgan for one GAN per class")
+    family_keys = GANS.meta(g.name).get("keys", ())
+    for k in ("preset", "channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_gamma",
+              "r1_interval", "style_mixing", "impl", "repo", "gpus", "snap"):
+        if getattr(g, k) is not None and k not in family_keys:
+            raise ConfigError(f"config key 'gan.{k}' does not apply to gan '{g.name}'; remove it "
+                              f"(it is for {'stylegan2-ada' if k in ('impl', 'repo', 'gpus', 'snap') else 'stylegan2'})")
+    if g.impl == "official":
+        _need(bool(g.repo), "gan.repo", "must name a checkout of NVlabs/stylegan2-ada-pytorch for impl: official; "
+              "or use gan.name: stylegan2 (ganaug's native code, runs on CPU and GPU)")
+        _need(g.augment != "diffaugment", "gan.augment", "diffaugment is not in the official code; use ada, fixed "
+              "or none with impl: official, or the native stylegan2")
+        _need(g.preset in (None, "auto", "cifar"), "gan.preset",
+              f"'{g.preset}' is ganaug's own; the official code has auto and cifar (or use the native stylegan2)")
+    elif g.gpus is not None or g.snap is not None or g.repo is not None:
+        raise ConfigError("config keys 'gan.repo', 'gan.gpus' and 'gan.snap' are for impl: official; remove them "
+                          "or set gan.impl: official")
+    aug = g.augment or "none"
+    if aug != "none":
+        _need(aug != "fixed" or g.augment_p is not None, "gan.augment_p", "must be set for augment: fixed (e.g. 0.2)")
+    else:
+        for k in ("augment_p", "ada_target", "ada_interval", "ada_kimg", "augpipe", "diffaugment"):
+            _need(getattr(g, k) is None, f"gan.{k}", "only applies with gan.augment: ada, fixed or diffaugment; "
+                  "remove it or set gan.augment")
+    if g.augment_p is not None:
+        _need(0 <= g.augment_p <= 1, "gan.augment_p", f"must be a probability in [0, 1], got {g.augment_p}")
+    if g.ada_target is not None:
+        _need(0 < g.ada_target < 1, "gan.ada_target", f"must be in (0, 1), e.g. 0.6, got {g.ada_target}")
+    if g.ada_kimg is not None:
+        _need(g.ada_kimg > 0, "gan.ada_kimg", f"must be positive, got {g.ada_kimg}")
+    if g.augpipe is not None:
+        from .gans.augment import AUGPIPES
+
+        _need(g.augpipe in AUGPIPES, "gan.augpipe", f"must be one of {', '.join(AUGPIPES)}, got {g.augpipe!r}")
+    if g.diffaugment is not None:
+        from .gans.augment import DIFFAUGMENT_OPS
+
+        bad = [t for t in g.diffaugment.split(",") if t.strip() not in DIFFAUGMENT_OPS]
+        _need(not bad and g.diffaugment.strip() != "", "gan.diffaugment",
+              f"must list some of {', '.join(DIFFAUGMENT_OPS)} separated by commas, got {g.diffaugment!r}")
 
 
 def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Optional[str]) -> ArmConfig:

@@ -9,9 +9,19 @@ from ganaug.checkpoint import save_checkpoint
 from ganaug.errors import CheckpointError
 from ganaug.gans import GANS, get_gan, list_gans
 from ganaug.gans.dcgan import plan
+from ganaug.gans.stylegan2 import preset_values
 from ganaug.gans.training import train_gan
 from ganaug.stages.train_gan import load_generator
 from ganaug.utils import Stats, rng_state
+
+
+def net_kwargs(name: str) -> dict:
+    """Tiny sizes for any family: the stylegan2 `tiny` preset's network keys, or DCGAN widths."""
+    if "channel_base" in GANS.meta(name).get("keys", ()):
+        v = preset_values("tiny", 16)
+        return {k: v[k] for k in ("w_dim", "channel_base", "channel_max", "mapping_layers", "mbstd_group",
+                                  "style_mixing")} | {"z_dim": 8}
+    return {"z_dim": 8, "width": 4}
 
 
 def variants():
@@ -24,12 +34,13 @@ def variants():
 @pytest.mark.parametrize("resolution", [8, 16, 28, 32, 50])
 @pytest.mark.parametrize("name, per_class", list(variants()))
 def test_networks_build_and_give_the_right_shapes(name: str, per_class: bool, resolution: int) -> None:
-    nets = get_gan(name, resolution=resolution, channels=3, num_classes=3, z_dim=8, width=4, per_class=per_class)
+    nets = get_gan(name, resolution=resolution, channels=3, num_classes=3, per_class=per_class, **net_kwargs(name))
     z, y = torch.randn(6, 8), torch.tensor([0, 1, 2, 0, 1, 2])
     with torch.no_grad():
         x = nets.G(z, y)
     assert x.shape == (6, 3, resolution, resolution)
-    assert float(x.min()) >= -1 and float(x.max()) <= 1  # tanh: the range to_uint8 expects
+    if not name.startswith("stylegan2"):  # StyleGAN2's output is linear (clamped when saved), DCGAN's a tanh
+        assert float(x.min()) >= -1 and float(x.max()) <= 1
     with torch.no_grad():
         assert nets.D(x, y).shape == (6,)
 
@@ -50,7 +61,7 @@ def test_a_few_training_steps_log_losses_and_write_grids(tmp_path: Path, name: s
     torch.manual_seed(0)
     images = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
     labels = torch.arange(3).repeat(8)
-    nets = get_gan(name, resolution=16, channels=1, num_classes=3, z_dim=8, width=4, per_class=per_class)
+    nets = get_gan(name, resolution=16, channels=1, num_classes=3, per_class=per_class, **net_kwargs(name))
     before = {k: v.clone() for k, v in nets.G.state_dict().items()}
     out = train_gan(nets, images=images, labels=labels, num_classes=3, epochs=2, batch_size=8, lr=2e-4,
                     betas=(0.5, 0.999), ema_kimg=1.0, device=torch.device("cpu"), amp_dtype=None,

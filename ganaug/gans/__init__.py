@@ -32,8 +32,14 @@ def list_gans() -> List[str]:
 
 def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:
     """The builder arguments a config implies; stored in checkpoints to rebuild without the config."""
-    return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": gan_cfg.z_dim,
-            "width": gan_cfg.width, "per_class": gan_cfg.per_class, "d_cond": gan_cfg.d_cond}
+    kwargs = {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": gan_cfg.z_dim}
+    keys = GANS.meta(gan_cfg.name).get("keys", ())
+    if "channel_base" in keys:  # stylegan2
+        kwargs.update({k: getattr(gan_cfg, k) for k in ("w_dim", "channel_base", "channel_max", "mapping_layers",
+                                                        "mbstd_group", "style_mixing")})
+    else:
+        kwargs.update(width=gan_cfg.width, per_class=gan_cfg.per_class, d_cond=gan_cfg.d_cond)
+    return kwargs
 
 
-from . import dcgan  # noqa: E402,F401  (fills the registry)
+from . import dcgan, stylegan2  # noqa: E402,F401  (fill the registry)

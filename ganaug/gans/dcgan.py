@@ -12,7 +12,7 @@ width 32, one seed) its fakes scored 82.6% classification accuracy against 70.3%
 from __future__ import annotations
 
 import math
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -147,7 +147,12 @@ class PerClass(nn.Module):
         return outs
 
 
-@register_gan("dcgan", per_class=True)
+def dcgan_defaults(gan_cfg: object, resolution: Optional[int]) -> Dict[str, object]:
+    """pytorch/examples' dcgan numbers: Adam(2e-4, betas (0.5, 0.999)), batch 64; plus a G_ema of 10 kimg."""
+    return {"batch_size": 64, "z_dim": 64, "lr": 0.0002, "betas": [0.5, 0.999], "ema_kimg": 10.0}
+
+
+@register_gan("dcgan", per_class=True, defaults=dcgan_defaults)
 def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                 per_class: bool = False, **_: object) -> GanNets:
     """Unconditional DCGAN; `per_class: true` trains one per class (labelled samples)."""
@@ -158,7 +163,7 @@ def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int 
     return GanNets(G=Generator(resolution, channels, z_dim, width), D=Discriminator(resolution, channels, width))
 
 
-@register_gan("cgan")
+@register_gan("cgan", defaults=dcgan_defaults)
 def build_cgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                d_cond: str = "concat", **_: object) -> GanNets:
     """Conditional DCGAN: a label embedding joins z in G; D sees the label by projection or concatenation."""

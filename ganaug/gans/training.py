@@ -1,13 +1,17 @@
 """The GAN training loop: a plain function, shared by every family.
 
 Non-saturating logistic loss (Goodfellow et al. 2014), Adam, a generator moving average (G_ema, as in
-StyleGAN2-ADA's training_loop.py), bfloat16 autocast and channels_last where they help.
+StyleGAN2-ADA's training_loop.py), lazy R1 (StyleGAN2), and the augmentation of every image D sees, real
+and fake, in D's and G's steps, with ADA's adaptive probability (Karras et al. 2020) or DiffAugment;
+bfloat16 autocast and channels_last where they help.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -21,6 +25,7 @@ from ..data.images import to_float
 from ..data.mixing import EpochSampler
 from ..utils import Stats, autocast
 from . import GanNets
+from .augment import AdaController, build_augment
 
 
 @torch.no_grad()
@@ -32,14 +37,15 @@ def ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
 
 
 @torch.no_grad()
-def generate(G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor], batch_size: int = 500) -> torch.Tensor:
-    """G in eval mode on (z, y) in chunks -> float images in [-1, 1] on the CPU."""
+def generate(G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor], batch_size: int = 500,
+             **g_kwargs: Any) -> torch.Tensor:
+    """G in eval mode on (z, y) in chunks -> float images in [-1, 1] on the CPU (g_kwargs: e.g. truncation_psi)."""
     was_training = G.training
     G.eval()
     out = []
     for i in range(0, len(z), batch_size):
         yb = y[i:i + batch_size] if y is not None else None
-        out.append(G(z[i:i + batch_size], yb).float().cpu())
+        out.append(G(z[i:i + batch_size], yb, **g_kwargs).float().cpu())
     G.train(was_training)
     return torch.cat(out)
 
@@ -48,6 +54,19 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
     """Float [-1, 1] images -> one PNG grid."""
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(images.add(1).div(2).clamp(0, 1), path, nrow=nrow, padding=1, pad_value=1.0)
+
+
+@dataclass
+class AugmentSettings:
+    """What D's inputs go through (gan.augment and its keys)."""
+
+    kind: Optional[str] = None  # ada | fixed | diffaugment | None
+    p: Optional[float] = None  # None: 0 for ada (it rises as needed), 1 for diffaugment
+    augpipe: Optional[str] = None
+    diffaugment: Optional[str] = None
+    ada_target: float = 0.6
+    ada_interval: int = 4
+    ada_kimg: float = 500.0
 
 
 def train_gan(
@@ -66,13 +85,19 @@ def train_gan(
     channels_last: bool,
     generator: torch.Generator,
     stats: Stats,
+    kimg: Optional[float] = None,
+    r1_gamma: float = 0.0,
+    r1_interval: int = 16,
+    augment: Optional[AugmentSettings] = None,
+    mirror: bool = False,
     grid_dir: Optional[Path] = None,
     grid_every: int = 10,
     progress: bool = True,
 ) -> Dict[str, Any]:
-    """Train G and D on uint8 `images`; returns the networks, optimizer states and counters.
+    """Train G and D on uint8 `images`; returns the networks, optimizer and augmentation states and counters.
 
     A per-class pair (`nets.per_class`) trains each class's G and D on that class's images alone.
+    `kimg`, when given, sets the length in thousands of real images instead of `epochs`.
     """
     G, D = nets.G.to(device), nets.D.to(device)
     if channels_last:
@@ -83,6 +108,7 @@ def train_gan(
     else:
         pairs = [(None, G, D, G_ema)]
     optim: Dict[str, Any] = {}
+    augment_state: Dict[str, Any] = {}
     counters = {"step": 0, "cur_nimg": 0}
     for cls, g, d, g_ema in pairs:
         if cls is not None:
@@ -92,22 +118,27 @@ def train_gan(
             x, y = images, labels
         state = _train_pair(
             g, d, g_ema, x, y, conditional=getattr(G, "conditional", False) and cls is None,
-            num_classes=num_classes, epochs=epochs, batch_size=batch_size, lr=lr, betas=betas,
-            ema_kimg=ema_kimg, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
+            num_classes=num_classes, epochs=epochs, kimg=kimg, batch_size=batch_size, lr=lr, betas=betas,
+            ema_kimg=ema_kimg, r1_gamma=r1_gamma, r1_interval=r1_interval, augment=augment or AugmentSettings(),
+            mirror=mirror, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, grid_dir=grid_dir, grid_every=grid_every, progress=progress,
             cls=cls,
         )
         key = "all" if cls is None else f"class{cls}"
         optim[key] = state["optimizer"]
+        if state["augment"] is not None:
+            augment_state[key] = state["augment"]
         counters["step"] += state["step"]
         counters["cur_nimg"] += state["cur_nimg"]
-    return {"G": G, "D": D, "G_ema": G_ema if G_ema is not None else G, "optimizer": optim, **counters}
+    return {"G": G, "D": D, "G_ema": G_ema if G_ema is not None else G, "optimizer": optim,
+            "augment": augment_state, **counters}
 
 
 def _train_pair(
     G: nn.Module, D: nn.Module, G_ema: Optional[nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
-    conditional: bool, num_classes: int, epochs: int, batch_size: int, lr: float, betas: tuple[float, float],
-    ema_kimg: float, device: torch.device, amp_dtype: Optional[torch.dtype], channels_last: bool,
+    conditional: bool, num_classes: int, epochs: int, kimg: Optional[float], batch_size: int, lr: float,
+    betas: tuple[float, float], ema_kimg: float, r1_gamma: float, r1_interval: int, augment: AugmentSettings,
+    mirror: bool, device: torch.device, amp_dtype: Optional[torch.dtype], channels_last: bool,
     generator: torch.Generator, stats: Stats, grid_dir: Optional[Path], grid_every: int, progress: bool,
     cls: Optional[int],
 ) -> Dict[str, Any]:
@@ -116,6 +147,8 @@ def _train_pair(
     n = len(x_all)
     sampler = EpochSampler(n, generator)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
+    total = math.ceil(kimg * 1000 / batch_size) if kimg is not None else epochs * steps_per_epoch
+    epochs = math.ceil(total / steps_per_epoch)
     z_dim = G.z_dim
     tag = "" if cls is None else f"class {cls} "
 
@@ -124,39 +157,68 @@ def _train_pair(
     fixed_z = torch.randn(rows * 8, z_dim, generator=generator).to(device)
     fixed_y = (torch.arange(rows).repeat_interleave(8) if conditional else torch.zeros(rows * 8, dtype=torch.long)).to(device)
 
-    # Build optimizers.
-    betas = (float(betas[0]), float(betas[1]))
-    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=lr, betas=betas)
+    # Augmentation of everything D sees (ADA / DiffAugment), and ADA's controller of p.
+    pipe = build_augment(augment.kind, p=augment.p, augpipe=augment.augpipe, diffaugment=augment.diffaugment)
+    if pipe is not None:
+        pipe = pipe.to(device)
+    ada = (AdaController(pipe, target=augment.ada_target, interval=augment.ada_interval, kimg=augment.ada_kimg)
+           if augment.kind == "ada" and pipe is not None else None)
+
+    def aug(x: torch.Tensor) -> torch.Tensor:
+        return pipe(x) if pipe is not None else x
+
+    # Build optimizers. With lazy R1 every r1_interval steps, D's Adam is rescaled as StyleGAN2 does so the
+    # regulariser's extra steps do not change the effective learning rate and momentum.
+    use_r1 = r1_gamma > 0
+    ratio = r1_interval / (r1_interval + 1) if use_r1 else 1.0
+    opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(float(betas[0]), float(betas[1])))
+    opt_D = torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(float(betas[0]) ** ratio, float(betas[1]) ** ratio))
     mem = torch.channels_last if channels_last else torch.contiguous_format
 
     # Train.
     G.train()
     D.train()
     cur_nimg = 0
-    total = epochs * steps_per_epoch
     bar = tqdm(total=total, desc=f"train-gan {tag}".strip(), disable=not progress, leave=False, mininterval=1.0)
     step = 0
+    tick_start, tick_nimg = time.time(), 0
     for epoch in range(1, epochs + 1):
-        for _ in range(steps_per_epoch):
+        for _ in range(min(steps_per_epoch, total - step)):
             idx = sampler.next(batch_size).to(device)
             real = to_float(x_all[idx]).contiguous(memory_format=mem)
+            if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
+                flip = torch.rand(len(idx), device=device) < 0.5
+                real = torch.where(flip[:, None, None, None], real.flip(3), real)
             y = y_all[idx] if conditional else None
             z = torch.randn(len(idx), z_dim, device=device)
 
-            # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits.
+            # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
             with autocast(device, amp_dtype):
                 fake = G(z, y)
-                d_real = D(real, y).float()
-                d_fake = D(fake.detach(), y).float()
+                d_real = D(aug(real), y).float()
+                d_fake = D(aug(fake.detach()), y).float()
             loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             opt_D.step()
+            if ada is not None:
+                ada.accumulate(d_real.detach())
+
+            # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
+            if use_r1 and step % r1_interval == 0:
+                real_tmp = real.detach().requires_grad_(True)
+                d_r1 = D(aug(real_tmp), y).float()
+                (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
+                penalty = grad.square().sum(dim=[1, 2, 3])
+                loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
+                opt_D.zero_grad(set_to_none=True)
+                loss_r1.backward()
+                opt_D.step()
+                stats.report("loss/r1", penalty.mean())
 
             # G: maximise log D(G(z)) (the non-saturating loss).
             with autocast(device, amp_dtype):
-                d_gen = D(fake, y).float()
+                d_gen = D(aug(fake), y).float()
             loss_G = F.softplus(-d_gen).mean()
             opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
@@ -169,20 +231,37 @@ def _train_pair(
                 ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
                 ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
 
+            # ADA: move p toward r_t = target every ada_interval minibatches.
+            if ada is not None:
+                rt = ada.update(len(idx))
+                if rt is not None:
+                    stats.report("augment/rt", rt)
+            if pipe is not None:
+                stats.report("augment/p", float(pipe.p))
             stats.report("loss/G", loss_G)
             stats.report("loss/D", loss_D)
             stats.report("D(x)", torch.sigmoid(d_real).mean())
             stats.report("D(G(z))", torch.sigmoid(d_fake).mean())
             bar.update(1)
             if step % 10 == 0:
-                bar.set_postfix(G=f"{loss_G.item():.3f}", D=f"{loss_D.item():.3f}", refresh=False)
+                post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}
+                if pipe is not None:
+                    post["p"] = f"{float(pipe.p):.3f}"
+                bar.set_postfix(post, refresh=False)
 
         extra = {} if cls is None else {"class": cls}
-        row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), **extra)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))")}, refresh=False)
+        now = time.time()
+        img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
+        tick_start, tick_nimg = now, cur_nimg
+        row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
+                         **extra)
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p") if k in row},
+                        refresh=False)
         if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
             name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
             save_grid(generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None),
                       grid_dir / name, nrow=8)
     bar.close()
-    return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg}
+    return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg,
+            "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),
+                                                  "ada": ada.state_dict() if ada is not None else None}}

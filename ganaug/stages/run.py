@@ -48,8 +48,10 @@ def plan(cfg: Config) -> List[str]:
     if needs_gan(cfg):
         for g in cfg.gan_replicates:
             tag = f" seed {g}" if g is not None else ""
+            length = f"{cfg.gan.kimg:g} kimg" if cfg.gan.kimg else f"{cfg.gan.epochs} epochs"
+            extra = f", augment {cfg.gan.augment}" if cfg.gan.augment not in (None, "none") else ""
             lines.append(f"  train-gan  {state(p.gan(g), stage_fingerprint(cfg, GAN, g)):24s} {cfg.gan.name}{tag}, "
-                         f"{cfg.gan.epochs} epochs")
+                         f"{length}{extra}")
             lines.append(f"  sample     {state(p.samples(g), stage_fingerprint(cfg, SAMPLES, g)):24s} "
                          f"{cfg.sample.n_per_class}/class{tag}")
     for arm in cfg.all_arms:

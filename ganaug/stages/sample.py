@@ -58,7 +58,8 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     gen = torch.Generator().manual_seed(s.seed)
     y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
     z = torch.randn(len(y), G.z_dim, generator=gen)
-    images = to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size))  # uint8, like the real set
+    g_kwargs = {"truncation_psi": s.truncation} if s.truncation is not None else {}  # stylegan2: toward the class's mean w
+    images = to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size, **g_kwargs))  # uint8, like the real set
     echo(f"sample: {len(y)} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
          f"from {ckpt_path}")
 

@@ -14,7 +14,8 @@ from ..config import Config, to_dict
 from ..data.images import image_hashes
 from ..errors import CheckpointError
 from ..gans import GANS, gan_kwargs, get_gan
-from ..gans.training import train_gan
+from ..gans.official import load_official_generator
+from ..gans.training import AugmentSettings, train_gan
 from ..plots import plot_gan_metrics
 from ..utils import (
     Stats,
@@ -27,6 +28,7 @@ from ..utils import (
     use_channels_last,
 )
 from .common import GAN, TRAINED_ON, building, echo, load_split_data, paths, start_stage, write_record
+from .official import official_pkl, train_official
 
 
 def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> List[Path]:
@@ -35,6 +37,8 @@ def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> Li
 
 
 def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
+    if cfg.gan.impl == "official":  # NVlabs' code in a subprocess (stages/official.py)
+        return train_official(cfg, gan_seed, force, progress)
     p = paths(cfg)
     todo = start_stage(cfg, GAN, force, gan_seed)
     if todo is None:
@@ -59,16 +63,19 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
     n_params = sum(t.numel() for t in nets.G.parameters()), sum(t.numel() for t in nets.D.parameters())
     echo(f"train-gan: {g.name}{' per class' if g.per_class else ''} seed {seed} on {len(data.train.labels)} images "
          f"({c}x{h}x{w}), G {n_params[0] / 1e6:.2f}M / D {n_params[1] / 1e6:.2f}M parameters, "
-         f"{g.epochs} epochs, device {device}{', bf16' if amp_dtype else ''}")
+         f"{f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}, augment {g.augment or 'none'}, "
+         f"device {device}{', bf16' if amp_dtype else ''}")
 
     # Train.
     with building(p.gan(gan_seed)) as out:
         stats = Stats(out / "metrics.jsonl")
         result = train_gan(
             nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
-            epochs=g.epochs, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
-            ema_kimg=g.ema_kimg, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
-            generator=generator, stats=stats, grid_dir=out / "grids", grid_every=g.grid_every, progress=progress,
+            epochs=g.epochs, kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
+            ema_kimg=g.ema_kimg, r1_gamma=g.r1_gamma or 0.0, r1_interval=g.r1_interval or 16,
+            augment=augment_settings(g), mirror=g.mirror, device=device, amp_dtype=amp_dtype,
+            channels_last=channels_last, generator=generator, stats=stats, grid_dir=out / "grids",
+            grid_every=g.grid_every, progress=progress,
         )
         save_checkpoint(out / "checkpoint.pt", {
             "kind": "gan",
@@ -76,9 +83,9 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
             "kwargs": kwargs,
             "state_dict": {k: _cpu_state(result[k]) for k in ("G", "D", "G_ema")},
             "optimizer": result["optimizer"],
+            "augment": result["augment"],
             "step": result["step"],
             "cur_nimg": result["cur_nimg"],
-            "epoch": g.epochs,
             "rng": rng_state(),
             "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"],
@@ -92,9 +99,22 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
                                                        "seed": seed})
     last = stats.last
-    echo(f"train-gan: {result['step']} steps in {time.time() - started:.0f}s; last epoch loss G {last['loss/G']:.3f} "
-         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f} -> {p.gan_checkpoint(gan_seed)}")
+    seconds = time.time() - started
+    p_end = "".join(f", augment p {a['p']:.3f}" for a in result["augment"].values())
+    echo(f"train-gan: {result['step']} steps ({result['cur_nimg'] / 1000:g} kimg) in {seconds:.0f}s "
+         f"({result['cur_nimg'] / max(seconds, 1e-9):.1f} img/s); last tick loss G {last['loss/G']:.3f} "
+         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f}{p_end} "
+         f"-> {p.gan_checkpoint(gan_seed)}")
     return p.gan_checkpoint(gan_seed)
+
+
+def augment_settings(g: Any) -> AugmentSettings:
+    """The augmentation of D's inputs a resolved gan config asks for."""
+    if g.augment in (None, "none"):
+        return AugmentSettings()
+    return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment,
+                           ada_target=g.ada_target or 0.6, ada_interval=g.ada_interval or 4,
+                           ada_kimg=g.ada_kimg or 500.0)
 
 
 def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
@@ -105,6 +125,8 @@ def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
     """The moving-average generator from a GAN checkpoint, rebuilt without the original config file."""
     hint = "train one with `ganaug train-gan --config ...`"
     ckpt = load_checkpoint(path, "gan", hint)
+    if ckpt.get("impl") == "official":  # G_ema of the official snapshot beside the checkpoint
+        return load_official_generator(official_pkl(path, ckpt), ckpt["repo"], **ckpt["kwargs"]), ckpt
     GANS.check(ckpt["name"], f"checkpoint '{path}' gan name")
     G = get_gan(ckpt["name"], **ckpt["kwargs"]).G
     try:

@@ -1,0 +1,135 @@
+"""Stage `train-gan` for `gan.impl: official`: NVlabs' stylegan2-ada-pytorch on the split's training images.
+
+Official training is long and must survive interruptions, but a stage builds in `<gan>.partial/`, which
+`building` removes on a failure and on the next start. So the official run lives beside it, in
+`<gan>.official/`: the dataset zip, train.py's run folders and snapshots, ganaug's metrics.jsonl and
+train.log. Running the stage again goes on from the newest complete snapshot there (see
+`gans.official.run_official_training`). When training is done the stage is built as any other (checkpoint.pt,
+network-final.pkl, metrics.jsonl, training.png, trained_on.json, stage.json) and `<gan>.official/` is
+moved in as `<gan>/official/`. A `<gan>.official/` made by another config, or any with --force, is removed
+and training starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+from ..checkpoint import save_checkpoint
+from ..config import Config, to_dict
+from ..data.images import image_hashes
+from ..gans.official import check_repo, official_resolution, require_training_env, run_official_training, write_dataset_zip
+from ..plots import plot_gan_metrics
+from ..utils import atomic_write_json, read_jsonl
+from .common import GAN, TRAINED_ON, building, echo, load_split_data, paths, start_stage, write_record
+
+STATE_FILE = "ganaug-stage.json"  # in <gan>.official/: the fingerprint of the config the run belongs to
+
+
+def official_dir(gan_dir: Path) -> Path:
+    """Where an official run lives until the stage is done: `<gan>.official/` beside the gan folder."""
+    return gan_dir.with_name(gan_dir.name + ".official")
+
+
+def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
+    """Train (or go on training) the official StyleGAN2-ADA; write the gan folder; return checkpoint.pt's path."""
+    p = paths(cfg)
+    todo = start_stage(cfg, GAN, force, gan_seed)
+    if todo is None:
+        return p.gan_checkpoint(gan_seed)
+    fp, config = todo
+    started = time.time()
+    g = cfg.gan
+    repo = check_repo(g.repo)
+    require_training_env(g.gpus or 1)
+
+    # Load data: the training part of the split, nothing else.
+    data, manifest = load_split_data(cfg)
+    c, h, w = (int(s) for s in data.train.images.shape[1:])
+    n, num_classes = len(data.train.labels), len(data.classes)
+    seed = g.seed if gan_seed is None else gan_seed
+    kimg = g.kimg if g.kimg is not None else g.epochs * n / 1000  # as the native loop: kimg replaces epochs
+    total_kimg = max(1, math.ceil(kimg))
+
+    # The official run folder: kept across interruptions, started over for another config or --force.
+    gan_dir = p.gan(gan_seed)
+    work = official_dir(gan_dir)
+    state = _read_json(work / STATE_FILE)
+    if work.exists() and (force or state.get("fingerprint") != fp):
+        why = "--force" if force else "it was made by another config"
+        echo(f"train-gan: removing the official run in {work} ({why})")
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(work / STATE_FILE, {"fingerprint": fp, "config": config})
+    data_zip = write_dataset_zip(data.train.images, data.train.labels, work / "dataset.zip")
+    side = official_resolution(h)
+    echo(f"train-gan: official stylegan2-ada (cfg {g.preset or 'auto'}) seed {seed} on {n} images ({c}x{h}x{w}"
+         f"{f', trained at {side}x{side}' if side != h else ''}), {total_kimg} kimg, augment {g.augment or 'none'}, "
+         f"{g.gpus or 1} GPU{'s' if (g.gpus or 1) > 1 else ''}; official output in {work}")
+
+    # Train.
+    result = run_official_training(
+        g, repo=repo, data_zip=data_zip, outdir=work, seed=seed, kimg=total_kimg, conditional=True,
+        metrics_path=work / "metrics.jsonl", log_path=work / "train.log", progress=progress,
+    )
+    if result.resumed_from is not None:
+        echo(f"train-gan: went on from {result.resumed_from}")
+
+    # The stage folder: a record of the run, the final snapshot and the official folder.
+    cur_nimg = int(round(result.kimg * 1000))
+    step = cur_nimg // g.batch_size if g.batch_size else 0  # minibatches, counted from the images shown
+    rows = read_jsonl(work / "metrics.jsonl") if (work / "metrics.jsonl").is_file() else []
+    with building(gan_dir) as out:
+        shutil.copyfile(result.pkl, out / "network-final.pkl")
+        if rows:
+            shutil.copyfile(work / "metrics.jsonl", out / "metrics.jsonl")
+        save_checkpoint(out / "checkpoint.pt", {
+            "kind": "gan",
+            "name": g.name,
+            "impl": "official",
+            "pkl": "network-final.pkl",  # beside checkpoint.pt
+            "repo": str(repo),
+            "kwargs": {"resolution": h, "channels": c, "num_classes": num_classes},
+            "state_dict": {},  # the networks are in the official pickle
+            "optimizer": {},
+            "augment": {"all": {"p": result.augment_p}} if result.augment_p is not None else {},
+            "step": step,
+            "cur_nimg": cur_nimg,
+            "rng": {},
+            "config": to_dict(cfg),
+            "data_fingerprint": manifest["fingerprint"],
+            "classes": data.classes,
+            "shape": [c, h, w],
+            "snapshot": str(result.pkl.relative_to(work)),  # where it came from, under official/
+        })
+        # What the GAN saw, image by image, for the protocol audit in `compare`.
+        atomic_write_json(out / TRAINED_ON, {"n": n, "hashes": image_hashes(data.train.images)})
+        plot_gan_metrics(rows, out / "training.png", title=f"{g.name} (official) seed {seed}: losses and D outputs")
+        write_record(out, "gan", fp, config, started, {"steps": step, "kimg": result.kimg, "seed": seed,
+                                                       "impl": "official"})
+    (work / STATE_FILE).unlink(missing_ok=True)
+    work.rename(gan_dir / "official")
+
+    last = rows[-1] if rows else {}
+    stats = ", ".join(f"{k} {last[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p") if k in last)
+    echo(f"train-gan: {result.kimg:g} kimg in {time.time() - started:.0f}s{'; last tick ' + stats if stats else ''} "
+         f"-> {p.gan_checkpoint(gan_seed)}")
+    return p.gan_checkpoint(gan_seed)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def official_pkl(ckpt_path: Path, ckpt: dict) -> Path:
+    """The snapshot an official checkpoint names, relative to the checkpoint's folder."""
+    pkl = Path(ckpt["pkl"])
+    return pkl if pkl.is_absolute() else Path(ckpt_path).parent / pkl
