@@ -63,7 +63,7 @@ class GanConfig:
     impl: Optional[Literal["native", "official"]] = None  # stylegan2-ada: ganaug's own code, or the official repo's
     repo: Optional[str] = None  # impl official: a checkout of NVlabs/stylegan2-ada-pytorch
     epochs: int = 100
-    kimg: Optional[float] = None  # training length in thousands of real images shown to D; replaces epochs
+    kimg: Optional[float] = None  # length in thousands of real images shown to D (each class's, if per_class)
     batch_size: Optional[int] = None
     z_dim: Optional[int] = None
     lr: Optional[float] = None
@@ -701,6 +701,16 @@ _AUGMENT_DEFAULTS = {
 }
 
 
+_AUGMENT_KEYS = {  # which gan.augment kinds use each key
+    "augment_p": ("ada", "fixed", "diffaugment"),
+    "augpipe": ("ada", "fixed"),
+    "ada_target": ("ada",),
+    "ada_interval": ("ada",),
+    "ada_kimg": ("ada",),
+    "diffaugment": ("diffaugment",),
+}
+
+
 def image_resolution(cfg: Config) -> Optional[int]:
     """The side of the images the networks see: data.resolution, else the source's own (None if it varies)."""
     from .data import DATASETS
@@ -766,12 +776,11 @@ def validate_gan(g: GanConfig) -> None:
         raise ConfigError("config keys 'gan.repo', 'gan.gpus' and 'gan.snap' are for impl: official; remove them "
                           "or set gan.impl: official")
     aug = g.augment or "none"
-    if aug != "none":
-        _need(aug != "fixed" or g.augment_p is not None, "gan.augment_p", "must be set for augment: fixed (e.g. 0.2)")
-    else:
-        for k in ("augment_p", "ada_target", "ada_interval", "ada_kimg", "augpipe", "diffaugment"):
-            _need(getattr(g, k) is None, f"gan.{k}", "only applies with gan.augment: ada, fixed or diffaugment; "
-                  "remove it or set gan.augment")
+    _need(aug != "fixed" or g.augment_p is not None, "gan.augment_p", "must be set for augment: fixed (e.g. 0.2)")
+    for k, kinds in _AUGMENT_KEYS.items():
+        if getattr(g, k) is not None and aug not in kinds:
+            raise ConfigError(f"config key 'gan.{k}' only applies with gan.augment: {' or '.join(kinds)}, and "
+                              f"gan.augment is {aug}; remove it or change gan.augment")
     if g.augment_p is not None:
         _need(0 <= g.augment_p <= 1, "gan.augment_p", f"must be a probability in [0, 1], got {g.augment_p}")
     if g.ada_target is not None:

@@ -149,7 +149,11 @@ def test_config_fills_the_preset_and_checks_stylegan2_keys(tmp_path: Path, image
     for gan, msg in [
         ({"name": "cgan", "r1_gamma": 1.0}, r"'gan.r1_gamma' does not apply to gan 'cgan'"),
         ({"name": "stylegan2", "preset": "huge"}, r"'gan.preset' must be one of"),
-        ({"name": "stylegan2", "augment_p": 0.3}, r"'gan.augment_p' only applies with gan.augment"),
+        ({"name": "stylegan2", "augment_p": 0.3}, r"'gan.augment_p' only applies with gan.augment: ada or fixed "
+                                                   r"or diffaugment, and gan.augment is none"),
+        ({"name": "cgan", "augment": "diffaugment", "ada_kimg": 100}, r"'gan.ada_kimg' only applies with "
+                                                                       r"gan.augment: ada, and gan.augment is diffaugment"),
+        ({"name": "cgan", "augment": "fixed", "augment_p": 0.2, "diffaugment": "color"}, r"'gan.diffaugment' only"),
         ({"name": "stylegan2", "augment": "fixed"}, r"'gan.augment_p' must be set for augment: fixed"),
         ({"name": "stylegan2", "augment": "ada", "augpipe": "bgcx"}, r"'gan.augpipe' must be one of"),
         ({"name": "stylegan2", "augment": "diffaugment", "diffaugment": "color,blur"}, r"'gan.diffaugment'"),
