@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import shutil
 import sys
 import zipfile
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any, Dict, List
 import numpy as np
 import pytest
 import torch
+import yaml
 from click.testing import CliRunner
 from PIL import Image
 
@@ -352,6 +354,10 @@ def test_official_errors_are_one_line(stub_repo: Path, tmp_path: Path, image_fol
     one_line_error(invoke("train-gan", *c, "--set", f"gan.repo={tmp_path / 'missing'}"), "gan.repo", "not a folder")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     one_line_error(invoke("train-gan", *c), "only on CUDA", "gan.name: stylegan2")
+    run_dir = Path(yaml.safe_load(cfg.read_text())["out_dir"])
+    shutil.rmtree(run_dir, ignore_errors=True)
+    one_line_error(invoke("run", *c), "only on CUDA")  # `run` says so before any stage writes anything
+    assert not run_dir.exists()
     one_line_error(invoke("train-gan", *c, "--set", "gan.augment=diffaugment"), "gan.augment")
 
 

@@ -21,6 +21,13 @@ def needs_gan(cfg: Config) -> bool:
 def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare."""
     started = time.time()
+    if needs_gan(cfg) and cfg.gan.impl == "official" and (force or any(
+            (read_record(paths(cfg).gan(g)) or {}).get("fingerprint") != stage_fingerprint(cfg, GAN, g)
+            for g in cfg.gan_replicates)):
+        from ..gans.official import check_repo, require_training_env
+
+        check_repo(cfg.gan.repo)  # before any stage: the official code will have to train
+        require_training_env(cfg.gan.gpus or 1)
     run_split(cfg, force=force)
     if needs_gan(cfg):
         run_train_gan(cfg, force=force, progress=progress)
