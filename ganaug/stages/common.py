@@ -184,6 +184,12 @@ def start_stage(cfg: Config, stage: Stage, force: bool,
     return None
 
 
+def up_to_date(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> bool:
+    """Whether `stage` has finished output made by this config."""
+    rec = read_record(paths(cfg).stage(stage, gan_seed))
+    return rec is not None and rec.get("fingerprint") == stage_fingerprint(cfg, stage, gan_seed)
+
+
 def require_stage(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
     """The record of a finished upstream stage, which must have been made by this config."""
     folder = paths(cfg).stage(stage, gan_seed)

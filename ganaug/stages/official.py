@@ -35,6 +35,13 @@ def official_dir(gan_dir: Path) -> Path:
     return gan_dir.with_name(gan_dir.name + ".official")
 
 
+def check_official_env(cfg: Config) -> Path:
+    """The checkout named by gan.repo, once it and this machine (CUDA, packages) can train; else a one-line error."""
+    repo = check_repo(cfg.gan.repo)
+    require_training_env(cfg.gan.gpus or 1)
+    return repo
+
+
 def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
     """Train (or go on training) the official StyleGAN2-ADA; write the gan folder; return checkpoint.pt's path."""
     p = paths(cfg)
@@ -44,8 +51,7 @@ def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: 
     fp, config = todo
     started = time.time()
     g = cfg.gan
-    repo = check_repo(g.repo)
-    require_training_env(g.gpus or 1)
+    repo = check_official_env(cfg)
 
     # Load data: the training part of the split, nothing else.
     data, manifest = load_split_data(cfg)

@@ -6,8 +6,20 @@ import time
 from typing import List
 
 from ..config import Config
-from .common import GAN, SAMPLES, SPLIT, clf_fingerprint, echo, paths, read_record, save_run_config, stage_fingerprint
+from .common import (
+    GAN,
+    SAMPLES,
+    SPLIT,
+    clf_fingerprint,
+    echo,
+    paths,
+    read_record,
+    save_run_config,
+    stage_fingerprint,
+    up_to_date,
+)
 from .compare import run_compare
+from .official import check_official_env
 from .sample import run_sample
 from .split import run_split
 from .train_clf import run_train_clf
@@ -21,13 +33,9 @@ def needs_gan(cfg: Config) -> bool:
 def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare."""
     started = time.time()
-    if needs_gan(cfg) and cfg.gan.impl == "official" and (force or any(
-            (read_record(paths(cfg).gan(g)) or {}).get("fingerprint") != stage_fingerprint(cfg, GAN, g)
-            for g in cfg.gan_replicates)):
-        from ..gans.official import check_repo, require_training_env
-
-        check_repo(cfg.gan.repo)  # before any stage: the official code will have to train
-        require_training_env(cfg.gan.gpus or 1)
+    if needs_gan(cfg) and cfg.gan.impl == "official" and (
+            force or not all(up_to_date(cfg, GAN, g) for g in cfg.gan_replicates)):
+        check_official_env(cfg)  # before any stage writes: the official code will have to train
     run_split(cfg, force=force)
     if needs_gan(cfg):
         run_train_gan(cfg, force=force, progress=progress)

@@ -112,9 +112,8 @@ def augment_settings(g: Any) -> AugmentSettings:
     """The augmentation of D's inputs a resolved gan config asks for."""
     if g.augment in (None, "none"):
         return AugmentSettings()
-    return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment,
-                           ada_target=g.ada_target or 0.6, ada_interval=g.ada_interval or 4,
-                           ada_kimg=g.ada_kimg or 500.0)
+    ada = {k: getattr(g, k) for k in ("ada_target", "ada_interval", "ada_kimg") if getattr(g, k) is not None}
+    return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment, **ada)
 
 
 def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
