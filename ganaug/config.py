@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -173,6 +174,16 @@ class CompareConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """Resumable checkpoints of GAN and classifier training (they never change a result, so no fingerprint
+    includes them): every `every_steps` optimizer steps and every `every_minutes`, whichever comes first."""
+
+    every_steps: Optional[int] = 1000  # None: only on the time interval
+    every_minutes: Optional[float] = 10.0  # None: only every every_steps
+    keep: int = 2  # the newest K are kept; older ones are deleted after a new one is safely on disk
+
+
+@dataclass
 class Config:
     name: str = "experiment"
     out_dir: str = "runs/experiment"
@@ -189,6 +200,7 @@ class Config:
     sweep: Optional[SweepConfig] = None  # extra arms: one per swept value
     baseline: Optional[str] = None  # arm the others are compared with; None: the first real, unaugmented arm
     compare: CompareConfig = field(default_factory=CompareConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     @property
     def all_arms(self) -> List[ArmConfig]:
@@ -225,6 +237,7 @@ class Config:
 # Sweeps: one arm per value of an arm key.
 
 SWEEP_KEYS = {"mix.p_real": "p_real", "mix.add": "add"}
+_MAX_SWEEP_VALUES = 200
 
 
 def sweep_key(key: str) -> str:
@@ -256,11 +269,14 @@ def sweep_values(sweep: SweepConfig) -> List[float]:
                 if step <= 0 or stop < start:
                     raise ValueError
                 n = int(round((stop - start) / step))
+                if n + 1 > _MAX_SWEEP_VALUES:  # before building the list: '0:1:1e-9' would be a billion values
+                    raise ConfigError(f"config key 'sweep.values' is {v!r}, which gives {n + 1} values; "
+                                      f"{_MAX_SWEEP_VALUES} at most, so raise the step or narrow the range")
                 out = [round(start + i * step, 10) for i in range(n + 1)]
                 out = [x for x in out if x <= stop + 1e-9]
             else:
                 out = [float(t) for t in text.split(",") if t.strip()]
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: an infinite start, stop or step
             raise ConfigError(f"config key 'sweep.values' is {v!r}; write 'start:stop:step' with step > 0 and "
                               "stop >= start (e.g. '0:1:0.1'), a comma list, or a YAML list") from None
     if not out:
@@ -441,6 +457,13 @@ def fingerprint(obj: Any) -> str:
 # Reading and overriding.
 
 
+def _yaml_value_error(e: Exception) -> str:
+    """A short reason for an error PyYAML raised outside its own YAMLError."""
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    return str(e).strip("'\"") or type(e).__name__
+
+
 def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
     """Read a YAML mapping; a missing file or malformed YAML is a ConfigError with line and column."""
     p = Path(path)
@@ -457,6 +480,9 @@ def read_yaml(path: Union[str, Path]) -> Dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError(f"config file '{p}' is not valid YAML{where}: {problem}; fix the file") from None
+    except Exception as e:  # PyYAML's constructors raise plain errors for bad tagged scalars (2001-13-01, !!int x)
+        raise ConfigError(f"config file '{p}' is not valid YAML: a value cannot be read ({_yaml_value_error(e)}); "
+                          "fix the file") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -476,7 +502,11 @@ def parse_override(text: str) -> tuple[list[Union[str, int]], Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"--set '{text}': the value '{raw}' is not valid YAML; quote it or fix the brackets") from None
-    path: list[Union[str, int]] = [int(p) if p.isdigit() else p for p in key.split(".")]
+    except Exception as e:  # bad tagged scalars: 2001-13-01, !!int x
+        raise ConfigError(f"--set '{text}': the value '{raw}' cannot be read ({_yaml_value_error(e)}); "
+                          "quote it to keep it a string") from None
+    # ASCII digits only: '²'.isdigit() is true but int('²') fails.
+    path: list[Union[str, int]] = [int(p) if p.isascii() and p.isdigit() else p for p in key.split(".")]
     return path, value
 
 
@@ -496,6 +526,8 @@ def apply_override(data: Dict[str, Any], path: Sequence[Union[str, int]], value:
                 raise ConfigError(f"--set {_key_text(path)}: index {part} is outside the list of {len(node)}")
             if node[part] is None:
                 node[part] = {}
+            if not isinstance(node[part], (dict, list)):  # seeds.0.x: seeds[0] is a number
+                raise ConfigError(f"--set {_key_text(path)}: '{_key_text(path[:i + 1])}' holds a value, not a section")
             node = node[part]
             continue
         if isinstance(part, int):
@@ -590,6 +622,8 @@ def validate(cfg: Config) -> None:
 
     _need(bool(cfg.name.strip()), "name", "must not be empty")
     _need(bool(cfg.out_dir.strip()), "out_dir", "must not be empty")
+    _need("\x00" not in cfg.out_dir, "out_dir", f"must be a folder path, and {cfg.out_dir!r} holds a NUL character; "
+          "remove it")
     _need(bool(_DEVICE.match(cfg.device)), "device", f"must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
 
     d = cfg.data
@@ -602,7 +636,7 @@ def validate(cfg: Config) -> None:
         _need(d.source == "imagefolder", "data.label_regex", f"applies to source imagefolder, not {d.source}")
         try:
             groups = re.compile(d.label_regex).groups
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError) as e:  # OverflowError: a{99999999999}
             raise ConfigError(f"config key 'data.label_regex' is not a valid regular expression ({e}); fix the pattern") from None
         _need(groups >= 1, "data.label_regex", "needs a group that captures the label, e.g. '^\\d+_(\\d)_' "
               "or '(?P<label>...)'")
@@ -692,6 +726,13 @@ def validate(cfg: Config) -> None:
     _need(0.0 < cmp.alpha < 0.5, "compare.alpha", f"must be in (0, 0.5), e.g. 0.05, got {cmp.alpha}")
     if cfg.baseline is not None:
         _need(cfg.baseline in seen, "baseline", f"names no arm ('{cfg.baseline}'); arms are {', '.join(seen)}")
+    ck = cfg.checkpoint
+    if ck.every_steps is not None:
+        _need(ck.every_steps >= 1, "checkpoint.every_steps", f"must be 1 or more (or null), got {ck.every_steps}")
+    if ck.every_minutes is not None:
+        _need(ck.every_minutes > 0 and math.isfinite(ck.every_minutes), "checkpoint.every_minutes",
+              f"must be a positive number of minutes (or null), got {ck.every_minutes}")
+    _need(ck.keep >= 1, "checkpoint.keep", f"must be 1 or more, got {ck.keep}")
 
 
 _AUGMENT_DEFAULTS = {
