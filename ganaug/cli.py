@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
+import shlex
 import sys
 from typing import Any, Callable, Optional, Sequence, Tuple
 
@@ -13,11 +15,12 @@ import yaml
 
 from . import __version__
 from .config import Config, load_config, parse_arm_shorthand, to_dict
-from .errors import ConfigError, GanaugError
+from .errors import ConfigError, GanaugError, Interrupted
 
 
 class _Group(click.Group):
-    """Turns GanaugErrors into one line on stderr and exit status 2 (GANAUG_DEBUG=1 shows the traceback)."""
+    """Turns GanaugErrors (and files that cannot be written) into one line on stderr and exit status 2, and an
+    interruption into a line saying what was kept, exit status 130 (GANAUG_DEBUG=1 shows the traceback)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -27,6 +30,38 @@ class _Group(click.Group):
                 raise
             click.echo("error: " + " ".join(str(e).split()), err=True)
             ctx.exit(2)
+        except OSError as e:
+            if os.environ.get("GANAUG_DEBUG"):
+                raise
+            where = f"'{e.filename}'" if e.filename else "a file"
+            todo = ("free some disk space and run the same command again (training continues from its last checkpoint)"
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the path and its permissions")
+            click.echo(f"error: could not write or read {where}: {e.strerror or e}; {todo}", err=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished stages are kept, the unfinished one was discarded; "
+                       "run the same command again to continue", err=True)
+            ctx.exit(130)
+
+
+def _command_line(ctx: click.Context, resume: bool) -> str:
+    """The command as typed (long options), without --force/--dry-run, plus --resume where the command has it."""
+    parts = ["ganaug", ctx.info_name or ""]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or param.name in ("force", "dry_run", "resume", "progress"):
+            continue
+        if value is None or value == () or value is False:
+            continue
+        opt = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(opt)
+            continue
+        for v in value if param.multiple else [value]:
+            parts += [opt, shlex.quote(str(v))]
+    if resume:
+        parts.append("--resume")
+    return " ".join(parts)
 
 
 def _config_options(f: Callable) -> Callable:
@@ -58,7 +93,18 @@ def _config_options(f: Callable) -> Callable:
             click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
             click.echo("\n".join(plan(cfg)))
             return
-        f(cfg, force=force, progress=progress, **kwargs)
+        if force and kwargs.get("resume"):
+            raise ConfigError("--force starts the stage over and --resume continues it; give one of them")
+        from .stages.common import run_lock
+
+        ctx = click.get_current_context()
+        with run_lock(cfg.out_dir, f"ganaug {ctx.info_name}"):
+            try:
+                f(cfg, force=force, progress=progress, **kwargs)
+            except Interrupted as e:
+                again = _command_line(ctx, resume=any(p.name == "resume" for p in ctx.command.params))
+                click.echo(f"interrupted: {e}; continue with: {again}", err=True)
+                ctx.exit(130)
 
     return wrapper
 
@@ -82,13 +128,18 @@ def split(cfg: Config, force: bool, progress: bool) -> None:
     _save(cfg)
 
 
+_resume_option = click.option("--resume", is_flag=True,
+                              help="Continue an interrupted run from its newest checkpoint (ganaug run does this by itself).")
+
+
 @main.command("train-gan")
 @_config_options
-def train_gan(cfg: Config, force: bool, progress: bool) -> None:
-    """Train the config's GAN on the split's training images."""
+@_resume_option
+def train_gan(cfg: Config, force: bool, progress: bool, resume: bool) -> None:
+    """Train the config's GAN on the split's training images (Ctrl-C saves a checkpoint to --resume from)."""
     from .stages import run_train_gan
 
-    run_train_gan(cfg, force=force, progress=progress)
+    run_train_gan(cfg, force=force, progress=progress, resume=resume)
     _save(cfg)
 
 
@@ -104,6 +155,7 @@ def sample(cfg: Config, force: bool, progress: bool) -> None:
 
 @main.command("train-clf")
 @_config_options
+@_resume_option
 @click.option("--data", "data", type=click.Choice(["real", "synthetic", "mixed"]), default=None,
               help="Train one arm on this data instead of the config's arms.")
 @click.option("--mix", "mix", default=None, metavar="p_real=P|add=K",
@@ -112,7 +164,7 @@ def sample(cfg: Config, force: bool, progress: bool) -> None:
               help="Classic augmentation for the one arm given by --data/--mix.")
 @click.option("--arm", "arm_names", multiple=True, metavar="NAME", help="Only these arms of the config.")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds (default: the config's seeds).")
-def train_clf(cfg: Config, force: bool, progress: bool, data: Optional[str], mix: Optional[str],
+def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Optional[str], mix: Optional[str],
               augment: Optional[str], arm_names: Sequence[str], seeds: Sequence[int]) -> None:
     """Train classifiers for the config's arms and seeds (or one arm from --data/--mix/--augment)."""
     from .stages import run_train_clf
@@ -128,7 +180,7 @@ def train_clf(cfg: Config, force: bool, progress: bool, data: Optional[str], mix
         if missing:
             raise ConfigError(f"--arm {missing[0]}: no such arm in the config (arms: {', '.join(known)})")
         arms = [known[n] for n in arm_names]
-    run_train_clf(cfg, arms=arms, seeds=list(seeds) or None, force=force, progress=progress)
+    run_train_clf(cfg, arms=arms, seeds=list(seeds) or None, force=force, progress=progress, resume=resume)
     _save(cfg)
 
 

@@ -19,3 +19,11 @@ class CheckpointError(GanaugError):
 
 class StageError(GanaugError):
     """A stage cannot run: its inputs are missing or its outputs belong to another config."""
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C / SIGTERM) after saving a resumable checkpoint; not an error."""
+
+    def __init__(self, message: str, step: int = 0, path: object = None):
+        super().__init__(message)
+        self.step, self.path = step, path

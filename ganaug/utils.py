@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import random
+import signal
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Union
@@ -59,7 +63,55 @@ def atomic_torch_save(obj: Any, path: PathLike) -> None:
         with atomic_open(path, "wb") as f:
             torch.save(obj, f)
     except OSError as e:
-        raise GanaugError(f"could not write '{path}': {e.strerror or e}; free some disk space and run again") from None
+        raise GanaugError(f"could not write '{path}': {e.strerror or e}; free some disk space and run again "
+                          "(interrupted training continues from its last checkpoint with --resume, and in `ganaug run`)"
+                          ) from None
+
+
+def file_sha256(path: PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Stopping cleanly: Ctrl-C (SIGINT) or SIGTERM asks the training loop to finish its step and save.
+
+
+class StopRequest:
+    """Set by the first SIGINT/SIGTERM while `catch_stop()` is active; a second SIGINT aborts at once."""
+
+    def __init__(self) -> None:
+        self.signal: Optional[str] = None
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+@contextlib.contextmanager
+def catch_stop() -> Iterator[StopRequest]:
+    """While active, SIGINT/SIGTERM set the returned StopRequest instead of raising (main thread only)."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now, without saving
+        stop.signal = signal.Signals(signum).name
+        print(f"\n{stop.signal}: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)",
+              file=sys.stderr, flush=True)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -102,6 +154,17 @@ def rng_state() -> Dict[str, Any]:
     return state
 
 
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore what `rng_state` captured (CUDA only when this machine has as many devices)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def autocast_dtype(setting: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype for `amp: auto|bf16|off` on this device, or None for full precision.
 
@@ -141,6 +204,7 @@ class Stats:
         self._counts: Dict[str, int] = {}
         self._t0 = time.time()
         self.last: Dict[str, Any] = {}
+        self.rows = 0  # lines written to `path` by this stream
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -149,6 +213,20 @@ class Stats:
             value = float(value.detach().float().mean())
         self._sums[name] = self._sums.get(name, 0.0) + float(value)
         self._counts[name] = self._counts.get(name, 0) + 1
+
+    def state_dict(self) -> Dict[str, Any]:
+        """What a resumed run needs to continue the stream: partial sums, elapsed time, rows written."""
+        return {"sums": dict(self._sums), "counts": dict(self._counts), "seconds": time.time() - self._t0,
+                "rows": self.rows}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Continue from `state`: rows written after it (by a run that was killed later) are dropped."""
+        self._sums, self._counts = dict(state["sums"]), dict(state["counts"])
+        self._t0 = time.time() - float(state["seconds"])
+        if self.path is not None:
+            lines = self.path.read_text().splitlines(keepends=True) if self.path.is_file() else []
+            atomic_write_text(self.path, "".join(lines[:int(state["rows"])]))
+        self.rows = int(state["rows"])
 
     def tick(self, **fields: Any) -> Dict[str, Any]:
         row: Dict[str, Any] = dict(fields)
@@ -161,6 +239,7 @@ class Stats:
         if self.path is not None:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+            self.rows += 1
         return row
 
 

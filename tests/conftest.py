@@ -8,7 +8,10 @@ from typing import Any, Dict
 import numpy as np
 import pytest
 import yaml
+from click.testing import CliRunner, Result
 from PIL import Image
+
+from ganaug.cli import main
 
 CLASSES = ("bars", "columns", "diagonal")
 
@@ -78,3 +81,14 @@ def write_yaml(path: Path, data: Dict[str, Any]) -> Path:
 @pytest.fixture
 def config_file(tmp_path: Path, image_folder: Path) -> Path:
     return write_yaml(tmp_path / "tiny.yaml", tiny_config(tmp_path, image_folder))
+
+
+def invoke(*args: str) -> Result:
+    """`ganaug ARGS` through Click's CliRunner (stderr kept apart in result.stderr)."""
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def ok(*args: str) -> Result:
+    r = invoke(*args)
+    assert r.exit_code == 0, r.output
+    return r

@@ -6,28 +6,17 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
-from ganaug.cli import main
 from ganaug.config import load_config
 from ganaug.data.synthetic import load_synthetic
+from ganaug.errors import CheckpointError
 from ganaug.stages.common import load_split_data
 from ganaug.stages.train_gan import load_generator
 from ganaug.utils import read_jsonl
 
-from .conftest import make_folder, tiny_config, write_yaml
+from .conftest import invoke, make_folder, ok, tiny_config, write_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
-def ok(*args: str):
-    r = invoke(*args)
-    assert r.exit_code == 0, r.output
-    return r
 
 
 def test_every_stage_through_the_cli(config_file: Path, tmp_path: Path) -> None:
@@ -199,8 +188,12 @@ def test_truncated_checkpoint(config_file: Path, tmp_path: Path) -> None:
     ok("train-gan", *c)
     ckpt = tmp_path / "run" / "gan" / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:200])
-    one_line_error(invoke("sample", *c), "checkpoint", "cannot be read")
+    # The stage record holds the checkpoint's content hash, so the damage is caught before it is read ...
+    one_line_error(invoke("sample", *c), "checkpoint.pt' changed on disk since `ganaug train-gan` wrote it", "--force")
     assert not (tmp_path / "run" / "samples").exists()
+    # ... and a truncated checkpoint read directly says so.
+    with pytest.raises(CheckpointError, match="cannot be read.*truncated"):
+        load_generator(ckpt)
 
 
 def test_config_file_problems(tmp_path: Path) -> None:

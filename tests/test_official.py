@@ -22,11 +22,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 from PIL import Image
 
 import ganaug.gans.official as official
-from ganaug.cli import main
 from ganaug.data.images import image_hashes
 from ganaug.errors import StageError
 from ganaug.gans.official import (
@@ -39,7 +37,7 @@ from ganaug.gans.official import (
 )
 from ganaug.utils import read_jsonl
 
-from .conftest import tiny_config, write_yaml
+from .conftest import invoke, tiny_config, write_yaml
 
 REAL_REPO = os.environ.get("GANAUG_SG2ADA_REPO")
 needs_real_repo = pytest.mark.skipif(not REAL_REPO or not Path(REAL_REPO, "legacy.py").is_file(),
@@ -129,10 +127,6 @@ def gan_cfg(**kw: Any) -> SimpleNamespace:
 
 def calls(outdir: Path) -> List[Dict[str, Any]]:
     return [json.loads(line) for line in (outdir / "calls.jsonl").read_text().splitlines()]
-
-
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
 def one_line_error(result, *words: str) -> str:

@@ -10,10 +10,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checkpoint import Checkpointer
 from ..data.augment import ClassicAugment
 from ..data.images import to_float
 from ..data.mixing import BatchSource
-from ..utils import Stats, autocast
+from ..utils import Stats, autocast, rng_state, set_rng_state
 
 
 @torch.no_grad()
@@ -52,10 +53,13 @@ def train_classifier(
     stats: Stats,
     progress: bool = True,
     desc: str = "train-clf",
+    checkpointer: Optional[Checkpointer] = None,
+    resume: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Train for exactly `steps` optimizer steps; keep the weights with the best real-validation accuracy.
 
-    The test set is not an argument: this loop cannot see it.
+    The test set is not an argument: this loop cannot see it. `checkpointer` saves everything needed to
+    continue; `resume` (one such checkpoint) continues from it exactly as if never interrupted.
     """
     # Build the model and optimizer.
     model = model.to(device)
@@ -69,11 +73,31 @@ def train_classifier(
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     val_labels = val_labels.cpu()
 
-    # Train.
-    best = {"val_acc": -1.0, "step": 0, "state": None}
+    best: Dict[str, Any] = {"val_acc": -1.0, "step": 0, "state": None}
     seen = {"real": 0, "fake": 0}
+    start = 0
+
+    # Resume: weights, optimizer, schedule, best-so-far, data position and every RNG as after the saved step.
+    if resume is not None:
+        r = resume["resume"]
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(r["scheduler"])
+        batches.load_state_dict(r["batches"])
+        stats.load_state_dict(r["stats"])
+        best, seen, start = dict(r["best"]), dict(r["seen"]), int(resume["step"])
+        set_rng_state(resume["rng"])
+
+    def make_state() -> Dict[str, Any]:
+        return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": opt.state_dict(), "step": step, "rng": rng_state(),
+                "resume": {"scheduler": sched.state_dict(), "batches": batches.state_dict(), "stats": stats.state_dict(),
+                           "best": best, "seen": dict(seen)}}
+
+    # Train.
     model.train()
-    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False, mininterval=1.0)
+    bar = tqdm(range(start + 1, steps + 1), initial=start, total=steps, desc=desc, disable=not progress, leave=False,
+               mininterval=1.0)
     for step in bar:
         x, y, is_real = batches.next(batch_size)
         if augment is not None:
@@ -103,6 +127,8 @@ def train_classifier(
                         "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
             stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
             bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
+        if checkpointer is not None:
+            checkpointer.after_step(step, steps, make_state)
     bar.close()
     model.load_state_dict(best["state"])
     return {"model": model, "best_step": best["step"], "best_val_acc": best["val_acc"], "seen": seen,

@@ -6,7 +6,7 @@ and test never pass through here: they are real images only.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 
@@ -37,6 +37,15 @@ class EpochSampler:
             need -= take
         return torch.cat(out)
 
+    def state_dict(self) -> Dict[str, Any]:
+        """The data-order position: this epoch's permutation and how far into it we are."""
+        return {"perm": self._perm.clone(), "pos": self._pos}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if len(state["perm"]) != self.n:
+            raise DataError(f"the saved data order covers {len(state['perm'])} images but the training set has {self.n}")
+        self._perm, self._pos = state["perm"].clone(), int(state["pos"])
+
 
 class ClassBalancedSampler:
     """Index batches drawn with replacement so every class is equally likely (random oversampling)."""
@@ -51,6 +60,12 @@ class ClassBalancedSampler:
 
     def next(self, batch_size: int) -> torch.Tensor:
         return torch.multinomial(self.weights, batch_size, replacement=True, generator=self.gen)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {}  # independent draws: the generator's state is all there is
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        pass
 
 
 class BatchSource:
@@ -143,3 +158,11 @@ class BatchSource:
                 is_real = is_real.clone()
                 is_real[replace] = False
         return x, y, is_real
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Where the batches are: the sampler's position and the generator that draws orders and replacements."""
+        return {"sampler": self.sampler.state_dict(), "generator": self.gen.get_state()}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state["sampler"])
+        self.gen.set_state(state["generator"])

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from ..checkpoint import Checkpointer
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
-from ..utils import Stats, autocast
+from ..utils import Stats, atomic_open, autocast, rng_state, set_rng_state
 from . import GanNets
 from .augment import AdaController, build_augment
 
@@ -51,9 +52,9 @@ def generate(G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor], batch_siz
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
-    """Float [-1, 1] images -> one PNG grid."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.add(1).div(2).clamp(0, 1), path, nrow=nrow, padding=1, pad_value=1.0)
+    """Float [-1, 1] images -> one PNG grid (written atomically: a kill never leaves half a PNG)."""
+    with atomic_open(path, "wb") as f:
+        save_image(images.add(1).div(2).clamp(0, 1), f, format="png", nrow=nrow, padding=1, pad_value=1.0)
 
 
 @dataclass
@@ -93,11 +94,15 @@ def train_gan(
     grid_dir: Optional[Path] = None,
     grid_every: int = 10,
     progress: bool = True,
+    checkpointer: Optional[Checkpointer] = None,
+    resume: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Train G and D on uint8 `images`; returns the networks, optimizer and augmentation states and counters.
 
     A per-class pair (`nets.per_class`) trains each class's G and D on that class's images alone.
     `kimg`, when given, sets the length in thousands of real images instead of `epochs`.
+    `checkpointer` saves everything needed to continue; `resume` (one such checkpoint) continues from it,
+    drawing the same batches, noise and augmentations as a run that was never interrupted.
     """
     G, D = nets.G.to(device), nets.D.to(device)
     if channels_last:
@@ -110,21 +115,56 @@ def train_gan(
     optim: Dict[str, Any] = {}
     augment_state: Dict[str, Any] = {}
     counters = {"step": 0, "cur_nimg": 0}
-    for cls, g, d, g_ema in pairs:
+    first = 0
+    if resume is not None:  # the weights of every pair so far, and what the finished pairs left
+        G.load_state_dict(resume["state_dict"]["G"])
+        D.load_state_dict(resume["state_dict"]["D"])
+        if G_ema is not None:
+            G_ema.load_state_dict(resume["state_dict"]["G_ema"])
+        done = resume["resume"]["done"]
+        optim, augment_state, counters = dict(done["optimizer"]), dict(done["augment"]), dict(done["counters"])
+        first = int(resume["resume"]["pair"])
+
+    for i, (cls, g, d, g_ema) in enumerate(pairs):
+        if i < first:
+            continue
+        key = "all" if cls is None else f"class{cls}"
+
+        def on_step(step: int, total: int, pair_state: Callable[[], Dict[str, Any]], i: int = i, key: str = key) -> None:
+            if checkpointer is None:
+                return
+
+            def make_state() -> Dict[str, Any]:
+                cur = pair_state()
+                return {
+                    "state_dict": {"G": _cpu_state(G), "D": _cpu_state(D),
+                                   "G_ema": _cpu_state(G_ema if G_ema is not None else G)},
+                    "optimizer": {**optim, key: cur["optimizer"]},
+                    "step": counters["step"] + step,
+                    "cur_nimg": counters["cur_nimg"] + cur["cur_nimg"],
+                    "rng": rng_state(),
+                    "resume": {"pair": i, "done": {"optimizer": dict(optim), "augment": dict(augment_state),
+                                                   "counters": dict(counters)}, "current": cur},
+                }
+
+            checkpointer.after_step(step, total, make_state, last=step >= total and i == len(pairs) - 1)
+
         if cls is not None:
             sel = labels == cls
             x, y = images[sel], labels[sel]
         else:
             x, y = images, labels
+        pair_resume = None
+        if resume is not None and i == first:
+            pair_resume = {**resume["resume"]["current"], "rng": resume["rng"]}
         state = _train_pair(
             g, d, g_ema, x, y, conditional=getattr(G, "conditional", False) and cls is None,
             num_classes=num_classes, epochs=epochs, kimg=kimg, batch_size=batch_size, lr=lr, betas=betas,
             ema_kimg=ema_kimg, r1_gamma=r1_gamma, r1_interval=r1_interval, augment=augment or AugmentSettings(),
             mirror=mirror, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, grid_dir=grid_dir, grid_every=grid_every, progress=progress,
-            cls=cls,
+            cls=cls, on_step=on_step, resume=pair_resume,
         )
-        key = "all" if cls is None else f"class{cls}"
         optim[key] = state["optimizer"]
         if state["augment"] is not None:
             augment_state[key] = state["augment"]
@@ -134,13 +174,17 @@ def train_gan(
             "augment": augment_state, **counters}
 
 
+def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def _train_pair(
     G: nn.Module, D: nn.Module, G_ema: Optional[nn.Module], images: torch.Tensor, labels: torch.Tensor, *,
     conditional: bool, num_classes: int, epochs: int, kimg: Optional[float], batch_size: int, lr: float,
     betas: tuple[float, float], ema_kimg: float, r1_gamma: float, r1_interval: int, augment: AugmentSettings,
     mirror: bool, device: torch.device, amp_dtype: Optional[torch.dtype], channels_last: bool,
     generator: torch.Generator, stats: Stats, grid_dir: Optional[Path], grid_every: int, progress: bool,
-    cls: Optional[int],
+    cls: Optional[int], on_step: Callable[..., None], resume: Optional[Dict[str, Any]],
 ) -> Dict[str, Any]:
     # Load data: uint8 on the device, converted per batch.
     x_all, y_all = images.to(device), labels.to(device)
@@ -174,93 +218,121 @@ def _train_pair(
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(float(betas[0]), float(betas[1])))
     opt_D = torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(float(betas[0]) ** ratio, float(betas[1]) ** ratio))
     mem = torch.channels_last if channels_last else torch.contiguous_format
+    step, cur_nimg = 0, 0
+
+    # Resume: everything a step draws from or updates, as it was after the checkpoint's step.
+    if resume is not None:
+        opt_G.load_state_dict(resume["optimizer"]["G"])
+        opt_D.load_state_dict(resume["optimizer"]["D"])
+        if pipe is not None:
+            pipe.load_state_dict(resume["pipe"])
+        if ada is not None:
+            ada.load_state_dict(resume["augment"]["ada"])
+        sampler.load_state_dict(resume["sampler"])
+        generator.set_state(resume["generator"])
+        fixed_z = resume["fixed_z"].to(device)
+        stats.load_state_dict(resume["stats"])
+        set_rng_state(resume["rng"])
+        step, cur_nimg = int(resume["step"]), int(resume["cur_nimg"])
+
+    def pair_state() -> Dict[str, Any]:
+        return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg,
+                "total": total, "pipe": pipe.state_dict() if pipe is not None else None,
+                "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),
+                                                      "ada": ada.state_dict() if ada is not None else None},
+                "sampler": sampler.state_dict(), "generator": generator.get_state(), "fixed_z": fixed_z.cpu(),
+                "stats": stats.state_dict()}
 
     # Train.
     G.train()
     D.train()
-    cur_nimg = 0
-    bar = tqdm(total=total, desc=f"train-gan {tag}".strip(), disable=not progress, leave=False, mininterval=1.0)
-    step = 0
-    tick_start, tick_nimg = time.time(), 0
-    for epoch in range(1, epochs + 1):
-        for _ in range(min(steps_per_epoch, total - step)):
-            idx = sampler.next(batch_size).to(device)
-            real = to_float(x_all[idx]).contiguous(memory_format=mem)
-            if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
-                flip = torch.rand(len(idx), device=device) < 0.5
-                real = torch.where(flip[:, None, None, None], real.flip(3), real)
-            y = y_all[idx] if conditional else None
-            z = torch.randn(len(idx), z_dim, device=device)
+    bar = tqdm(total=total, initial=step, desc=f"train-gan {tag}".strip(), disable=not progress, leave=False,
+               mininterval=1.0)
+    tick_start, tick_nimg = time.time(), cur_nimg
+    while step < total:
+        idx = sampler.next(batch_size).to(device)
+        real = to_float(x_all[idx]).contiguous(memory_format=mem)
+        if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
+            flip = torch.rand(len(idx), device=device) < 0.5
+            real = torch.where(flip[:, None, None, None], real.flip(3), real)
+        y = y_all[idx] if conditional else None
+        z = torch.randn(len(idx), z_dim, device=device)
 
-            # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
-            with autocast(device, amp_dtype):
-                fake = G(z, y)
-                d_real = D(aug(real), y).float()
-                d_fake = D(aug(fake.detach()), y).float()
-            loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
+        with autocast(device, amp_dtype):
+            fake = G(z, y)
+            d_real = D(aug(real), y).float()
+            d_fake = D(aug(fake.detach()), y).float()
+        loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        opt_D.step()
+        if ada is not None:
+            ada.accumulate(d_real.detach())
+
+        # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
+        if use_r1 and step % r1_interval == 0:
+            real_tmp = real.detach().requires_grad_(True)
+            d_r1 = D(aug(real_tmp), y).float()
+            (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
+            penalty = grad.square().sum(dim=[1, 2, 3])
+            loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
             opt_D.zero_grad(set_to_none=True)
-            loss_D.backward()
+            loss_r1.backward()
             opt_D.step()
-            if ada is not None:
-                ada.accumulate(d_real.detach())
+            stats.report("loss/r1", penalty.mean())
 
-            # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
-            if use_r1 and step % r1_interval == 0:
-                real_tmp = real.detach().requires_grad_(True)
-                d_r1 = D(aug(real_tmp), y).float()
-                (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
-                penalty = grad.square().sum(dim=[1, 2, 3])
-                loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
-                opt_D.zero_grad(set_to_none=True)
-                loss_r1.backward()
-                opt_D.step()
-                stats.report("loss/r1", penalty.mean())
+        # G: maximise log D(G(z)) (the non-saturating loss).
+        with autocast(device, amp_dtype):
+            d_gen = D(aug(fake), y).float()
+        loss_G = F.softplus(-d_gen).mean()
+        opt_G.zero_grad(set_to_none=True)
+        loss_G.backward()
+        opt_G.step()
 
-            # G: maximise log D(G(z)) (the non-saturating loss).
-            with autocast(device, amp_dtype):
-                d_gen = D(aug(fake), y).float()
-            loss_G = F.softplus(-d_gen).mean()
-            opt_G.zero_grad(set_to_none=True)
-            loss_G.backward()
-            opt_G.step()
+        # G_ema: half-life ema_kimg thousand images, ramped up over the first images as StyleGAN2-ADA does.
+        cur_nimg += len(idx)
+        step += 1
+        if G_ema is not None:
+            ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
+            ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
 
-            # G_ema: half-life ema_kimg thousand images, ramped up over the first images as StyleGAN2-ADA does.
-            cur_nimg += len(idx)
-            step += 1
-            if G_ema is not None:
-                ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
-                ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
-
-            # ADA: move p toward r_t = target every ada_interval minibatches.
-            if ada is not None:
-                rt = ada.update(len(idx))
-                if rt is not None:
-                    stats.report("augment/rt", rt)
+        # ADA: move p toward r_t = target every ada_interval minibatches.
+        if ada is not None:
+            rt = ada.update(len(idx))
+            if rt is not None:
+                stats.report("augment/rt", rt)
+        if pipe is not None:
+            stats.report("augment/p", float(pipe.p))
+        stats.report("loss/G", loss_G)
+        stats.report("loss/D", loss_D)
+        stats.report("D(x)", torch.sigmoid(d_real).mean())
+        stats.report("D(G(z))", torch.sigmoid(d_fake).mean())
+        bar.update(1)
+        if step % 10 == 0:
+            post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}
             if pipe is not None:
-                stats.report("augment/p", float(pipe.p))
-            stats.report("loss/G", loss_G)
-            stats.report("loss/D", loss_D)
-            stats.report("D(x)", torch.sigmoid(d_real).mean())
-            stats.report("D(G(z))", torch.sigmoid(d_fake).mean())
-            bar.update(1)
-            if step % 10 == 0:
-                post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}
-                if pipe is not None:
-                    post["p"] = f"{float(pipe.p):.3f}"
-                bar.set_postfix(post, refresh=False)
+                post["p"] = f"{float(pipe.p):.3f}"
+            bar.set_postfix(post, refresh=False)
 
-        extra = {} if cls is None else {"class": cls}
-        now = time.time()
-        img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
-        tick_start, tick_nimg = now, cur_nimg
-        row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
-                         **extra)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p") if k in row},
-                        refresh=False)
-        if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
-            name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
-            save_grid(generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None),
-                      grid_dir / name, nrow=8)
+        # The end of an epoch: one row of metrics, and a grid every grid_every epochs.
+        if step % steps_per_epoch == 0 or step == total:
+            epoch = math.ceil(step / steps_per_epoch)
+            extra = {} if cls is None else {"class": cls}
+            now = time.time()
+            img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
+            tick_start, tick_nimg = now, cur_nimg
+            row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
+                             **extra)
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p")
+                             if k in row}, refresh=False)
+            if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
+                name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
+                save_grid(generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None),
+                          grid_dir / name, nrow=8)
+
+        # A resumable checkpoint when one is due (or Ctrl-C asked for one), after the step's every update.
+        on_step(step, total, pair_state)
     bar.close()
     return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg,
             "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),

@@ -2,29 +2,37 @@
 
 Each stage writes into `<stage>.partial/` and renames it into place when it finishes, so a stage's
 folder is either whole or absent. Beside its outputs a stage leaves `stage.json`: its fingerprint
-(the config that matters to it plus its inputs' fingerprints), that config, and timings. A stage whose
-fingerprint matches is skipped; one made by another config is an error unless `--force`.
+(the config that matters to it plus its inputs' fingerprints), that config, the content hash of each
+output a later stage reads, and timings. A stage whose fingerprint matches is skipped; one made by
+another config is an error unless `--force`. Training stages keep resumable checkpoints in
+`<stage>.partial/resume/` while they run; an interrupted one is continued with `--resume` (and by `run`).
+One process at a time writes a run folder: `ganaug.lock` at its top names the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import socket
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
+from ..checkpoint import latest_resume, resume_files
 from ..config import ArmConfig, Config, fingerprint, save_config, to_dict
 from ..data import load_dataset
 from ..data.sources import source_hflip
 from ..data.split import SplitData, apply_split
-from ..errors import StageError
-from ..utils import atomic_write_json
+from ..errors import CheckpointError, StageError
+from ..utils import atomic_write_json, file_sha256
 
 STAGE_FILE = "stage.json"
+RESUME_DIR = "resume"  # in <stage>.partial/: the resumable checkpoints of an unfinished training stage
+LOCK_FILE = "ganaug.lock"
 TRAINED_ON = "trained_on.json"  # beside a GAN checkpoint: the content hash of every image the GAN trained on
 
 
@@ -152,6 +160,11 @@ def _diff(old: Any, new: Any, prefix: str = "") -> List[str]:
     return [] if old == new else [f"{prefix}: {old!r} -> {new!r}"]
 
 
+def _changes(old: Any, new: Any) -> str:
+    changes = _diff(old, new) or ["its inputs changed"]
+    return "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+
+
 def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: str, command: str) -> bool:
     """True if the stage must run; False if its finished output matches `fp` (skip).
 
@@ -164,8 +177,7 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
         return force
     if force:
         return True
-    changes = _diff(rec.get("config", {}), config) or ["its inputs changed"]
-    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
+    shown = _changes(rec.get("config", {}), config)
     raise StageError(
         f"{what} in '{folder}' was made by a different config ({shown}); "
         f"rerun `{command}` with --force to replace it, or set out_dir to a new folder"
@@ -199,21 +211,48 @@ def require_stage(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> 
     if rec.get("fingerprint") != stage_fingerprint(cfg, stage, gan_seed):
         raise StageError(f"the {stage.what} in '{folder}' was made by a different config; "
                          f"run `{stage.command} --config ...` (with --force) first")
+    check_outputs(folder, rec, stage.command)
     return rec
 
 
+def check_outputs(folder: Path, rec: Dict[str, Any], command: str) -> None:
+    """Each output a later stage reads must be the file the stage wrote (content hash in stage.json)."""
+    for name, want in (rec.get("outputs") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            raise StageError(f"'{path}' is missing; it was written by `{command}` - rerun it with --force")
+        if file_sha256(path) != want:
+            raise StageError(f"'{path}' changed on disk since `{command}` wrote it (its content hash differs); "
+                             f"restore it, or rerun `{command} --force` to remake it")
+
+
+def output_hashes(folder: Path, *names: str) -> Dict[str, Any]:
+    """For write_record(extra=...): the content hash of the outputs later stages read."""
+    return {"outputs": {n: file_sha256(folder / n) for n in names}}
+
+
+def partial_of(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".partial")
+
+
 @contextlib.contextmanager
-def building(folder: Path) -> Iterator[Path]:
-    """Yield `<folder>.partial` to write into; on success it replaces `folder`, on failure it is removed."""
-    partial = folder.with_name(folder.name + ".partial")
-    if partial.exists():
+def building(folder: Path, resume: bool = False) -> Iterator[Path]:
+    """Yield `<folder>.partial` to write into; on success it replaces `folder`.
+
+    On failure the partial folder is removed, unless it holds resumable checkpoints (then it stays for
+    `--resume`). `resume`: continue in the partial folder an interrupted run left.
+    """
+    partial = partial_of(folder)
+    if partial.exists() and not resume:
         shutil.rmtree(partial)
-    partial.mkdir(parents=True)
+    partial.mkdir(parents=True, exist_ok=True)
     try:
         yield partial
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if not resume_files(partial / RESUME_DIR):
+            shutil.rmtree(partial, ignore_errors=True)
         raise
+    shutil.rmtree(partial / RESUME_DIR, ignore_errors=True)  # the finished output supersedes them
     old = folder.with_name(folder.name + ".old")
     if folder.exists():
         if old.exists():
@@ -222,6 +261,29 @@ def building(folder: Path) -> Iterator[Path]:
     partial.rename(folder)
     if old.exists():
         shutil.rmtree(old)
+
+
+def resume_point(folder: Path, fp: str, config: Dict[str, Any], kind: str, *, resume: bool, force: bool,
+                 what: str, command: str) -> Optional[Dict[str, Any]]:
+    """The checkpoint an interrupted run of this stage left, to continue from; None to start afresh.
+
+    Interrupted work is never thrown away silently: without `resume` it is an error, and a checkpoint made
+    by another config is an error too; `force` starts over (the partial folder is then replaced).
+    """
+    partial = partial_of(folder)
+    if force or not resume_files(partial / RESUME_DIR):
+        return None
+    ckpt = latest_resume(partial / RESUME_DIR, kind)
+    if ckpt is None:
+        return None
+    if ckpt.get("fingerprint") != fp:
+        raise CheckpointError(
+            f"checkpoint '{ckpt['path']}' was made by a different config ({_changes(ckpt.get('stage_config', {}), config)}); "
+            f"restore that config to continue it, or rerun `{command}` with --force to discard it and start over")
+    if not resume:
+        raise StageError(f"{what} was interrupted: '{partial}' holds its checkpoint at step {ckpt['step']}; "
+                         f"add --resume to continue it, or --force to discard it and start over")
+    return ckpt
 
 
 def write_record(folder: Path, stage: str, fp: str, config: Dict[str, Any], started: float,
@@ -237,6 +299,65 @@ def write_record(folder: Path, stage: str, fp: str, config: Dict[str, Any], star
         "seconds": round(time.time() - started, 2),
         **(extra or {}),
     })
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | Path, command: str = "ganaug") -> Iterator[None]:
+    """Hold `<out_dir>/ganaug.lock` (an flock, so a killed holder frees it) while a command writes the run folder.
+
+    A second ganaug process on the same folder gets an error naming the holder's process id. A folder this
+    call made, and that nothing else was written into, is removed again at the end.
+    """
+    root = Path(out_dir)
+    if root.exists() and not root.is_dir():
+        raise StageError(f"out_dir '{root}' is a file, not a folder; set out_dir to a folder")
+    made = not root.exists()
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / LOCK_FILE
+    fd = _acquire(path, root)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
+                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # before unlocking, so a waiter never locks a file that is no longer the lock
+        os.close(fd)
+        if made:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # only if empty
+
+
+def _acquire(path: Path, root: Path) -> int:
+    """An open, flock-ed descriptor of the lock file (POSIX; elsewhere ganaug runs without the lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = json.loads(path.read_text() or "{}")
+            except (OSError, json.JSONDecodeError):
+                holder = {}
+            os.close(fd)
+            pid = holder.get("pid", "unknown")
+            host = holder.get("host")
+            raise StageError(
+                f"run folder '{root}' is in use by ganaug process {pid} (`{holder.get('command', 'ganaug')}` since "
+                f"{holder.get('since', '?')}{', on ' + host if host not in (None, socket.gethostname()) else ''}); "
+                f"wait for it to finish or stop it (kill {pid}), or set out_dir to another folder") from None
+        # The holder may have removed the file between our open and our lock: then lock the new one.
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 def save_run_config(cfg: Config) -> None:

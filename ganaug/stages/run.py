@@ -5,13 +5,16 @@ from __future__ import annotations
 import time
 from typing import List
 
+from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config
 from .common import (
     GAN,
+    RESUME_DIR,
     SAMPLES,
     SPLIT,
     clf_fingerprint,
     echo,
+    partial_of,
     paths,
     read_record,
     save_run_config,
@@ -31,16 +34,19 @@ def needs_gan(cfg: Config) -> bool:
 
 
 def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
-    """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare."""
+    """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare.
+
+    Interrupted training stages are continued from their newest checkpoints.
+    """
     started = time.time()
     if needs_gan(cfg) and cfg.gan.impl == "official" and (
             force or not all(up_to_date(cfg, GAN, g) for g in cfg.gan_replicates)):
         check_official_env(cfg)  # before any stage writes: the official code will have to train
     run_split(cfg, force=force)
     if needs_gan(cfg):
-        run_train_gan(cfg, force=force, progress=progress)
+        run_train_gan(cfg, force=force, progress=progress, resume=True)
         run_sample(cfg, force=force)
-    run_train_clf(cfg, force=force, progress=progress)
+    run_train_clf(cfg, force=force, progress=progress, resume=True)
     table = run_compare(cfg)
     save_run_config(cfg)
     echo(f"run: finished in {time.time() - started:.0f}s; table in {paths(cfg).compare}")
@@ -54,7 +60,8 @@ def plan(cfg: Config) -> List[str]:
     def state(folder, fp) -> str:
         rec = read_record(folder)
         if rec is None:
-            return "run"
+            steps = [int(RESUME_NAME.match(f.name).group(1)) for f in resume_files(partial_of(folder) / RESUME_DIR)]
+            return f"resume (step {max(steps)})" if steps else "run"
         return "skip (up to date)" if rec.get("fingerprint") == fp else "differs: needs --force"
 
     lines = [f"plan for '{cfg.name}' in {p.root}:",

@@ -11,10 +11,22 @@ import torch
 from ..config import Config, to_dict
 from ..data.images import to_uint8
 from ..data.synthetic import class_counts, save_synthetic
-from ..errors import StageError
+from ..errors import CheckpointError, StageError
 from ..gans.training import generate
 from ..utils import resolve_device
-from .common import GAN, SAMPLES, building, echo, load_split_data, paths, require_stage, start_stage, write_record
+from .common import (
+    GAN,
+    SAMPLES,
+    building,
+    echo,
+    load_split_data,
+    output_hashes,
+    paths,
+    require_stage,
+    stage_fingerprint,
+    start_stage,
+    write_record,
+)
 from .train_gan import load_generator
 
 
@@ -33,6 +45,10 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     started = time.time()
     require_stage(cfg, GAN, gan_seed)
     G, ckpt = load_generator(ckpt_path)
+    made_by = ckpt.get("fingerprint")  # absent in checkpoints written before it was recorded
+    if made_by is not None and made_by != stage_fingerprint(cfg, GAN, gan_seed):
+        raise CheckpointError(f"GAN checkpoint '{ckpt_path}' was made by a different config; "
+                              "run `ganaug train-gan --force` to train this config's GAN")
     if not getattr(G, "conditional", False):
         raise StageError(
             f"gan '{cfg.gan.name}' with per_class: false is unconditional: its samples have no labels; "
@@ -69,7 +85,7 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
             "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)}, png=s.png)
         _real_vs_fake_grid(data.train.images, data.train.labels, images, y, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
-        write_record(out, "samples", fp, config, started, {"counts": counts})
+        write_record(out, "samples", fp, config, started, {"counts": counts, **output_hashes(out, "samples.pt")})
     echo(f"sample: wrote {out_dir / 'samples.pt'}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
     return out_dir
 

@@ -9,7 +9,7 @@ from ..config import Config
 from ..data import load_dataset
 from ..data.split import make_split
 from ..utils import atomic_write_json
-from .common import SPLIT, building, echo, paths, start_stage, write_record
+from .common import SPLIT, building, echo, output_hashes, paths, start_stage, write_record
 
 
 def run_split(cfg: Config, force: bool = False) -> Path:
@@ -26,7 +26,8 @@ def run_split(cfg: Config, force: bool = False) -> Path:
     manifest = make_split(ds, cfg.split, cfg.data)
     with building(p.split) as out:
         atomic_write_json(out / "manifest.json", manifest)
-        write_record(out, "split", fp, config, started, {"content_fingerprint": manifest["fingerprint"]})
+        write_record(out, "split", fp, config, started, {"content_fingerprint": manifest["fingerprint"],
+                                                      **output_hashes(out, "manifest.json")})
     n = {k: sum(manifest["counts"][k].values()) for k in ("train", "val", "test")}
     echo(f"split: {n['train']} train / {n['val']} val / {n['test']} test images in {len(manifest['classes'])} "
          f"classes from {cfg.data.source} -> {p.manifest}")

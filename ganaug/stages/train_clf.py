@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..checkpoint import save_checkpoint
+from ..checkpoint import Checkpointer, save_checkpoint
 from ..classifiers import get_classifier
 from ..classifiers.train import predict, train_classifier
 from ..config import ArmConfig, Config, save_config, to_dict
@@ -17,17 +17,20 @@ from ..data.mixing import BatchSource
 from ..data.sources import source_hflip
 from ..data.split import SplitData
 from ..data.synthetic import load_synthetic
+from ..errors import CheckpointError
 from ..metrics import classification_report
 from ..utils import (
     Stats,
     atomic_write_json,
     autocast_dtype,
+    catch_stop,
     resolve_device,
     rng_state,
     seed_everything,
     use_channels_last,
 )
 from .common import (
+    RESUME_DIR,
     SAMPLES,
     building,
     clf_config,
@@ -37,13 +40,17 @@ from .common import (
     needs_run,
     paths,
     require_stage,
+    resume_point,
     write_record,
 )
 
 
 def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds: Optional[Sequence[int]] = None,
-                  force: bool = False, progress: bool = True) -> List[Path]:
-    """Train every (arm, seed) whose run is missing; returns the run folders."""
+                  force: bool = False, progress: bool = True, resume: bool = False) -> List[Path]:
+    """Train every (arm, seed) whose run is missing; returns the run folders.
+
+    `resume`: continue interrupted runs from their newest checkpoints (without it, one is an error).
+    """
     arms = list(arms or cfg.all_arms)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     p = paths(cfg)
@@ -51,9 +58,12 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     for arm in arms:
         for seed in seeds:
             run = p.clf_run(arm.name, seed)
-            if needs_run(run, clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed), force,
-                         f"classifier run '{arm.name}' seed {seed}", "ganaug train-clf"):
-                todo.append((arm, seed))
+            fp, config = clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed)
+            what = f"classifier run '{arm.name}' seed {seed}"
+            if needs_run(run, fp, config, force, what, "ganaug train-clf"):
+                ckpt = resume_point(run, fp, config, "classifier", resume=resume, force=force, what=what,
+                                    command="ganaug train-clf")
+                todo.append((arm, seed, ckpt))
     done = len(arms) * len(seeds) - len(todo)
     if done:
         echo(f"train-clf: {done} run(s) up to date")
@@ -63,18 +73,19 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     # Load data once: the split, and the synthetic set if any arm needs it.
     data, _ = load_split_data(cfg)
     fakes: Dict[Optional[int], Tuple[torch.Tensor, torch.Tensor]] = {}
-    for g in sorted({cfg.gan_seed_of(seed) for arm, seed in todo if arm.uses_synthetic}, key=lambda g: g or 0):
+    for g in sorted({cfg.gan_seed_of(seed) for arm, seed, _ in todo if arm.uses_synthetic}, key=lambda g: g or 0):
         require_stage(cfg, SAMPLES, g)
         fakes[g] = load_synthetic(p.samples(g), tuple(data.train.images.shape[1:]), data.classes)
     device = resolve_device(cfg.device)
-    for i, (arm, seed) in enumerate(todo, 1):
+    for i, (arm, seed, ckpt) in enumerate(todo, 1):
         fake_x, fake_y = fakes[cfg.gan_seed_of(seed)] if arm.uses_synthetic else (None, None)
-        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]")
+        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]", ckpt)
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
 
 def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: Optional[torch.Tensor],
-               fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str) -> None:
+               fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str,
+               ckpt: Optional[Dict[str, Any]]) -> None:
     started = time.time()
     c = cfg.classifier
     p = paths(cfg)
@@ -92,14 +103,29 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     amp_dtype = autocast_dtype(c.amp, device)
     channels_last = use_channels_last(c.channels_last, device)
 
-    with building(run_dir) as out:
-        # Train, selecting weights on the real validation set.
+    if ckpt is not None:
+        if ckpt["data_fingerprint"] != data.fingerprint:
+            raise CheckpointError(f"checkpoint '{ckpt['path']}' was trained on another split; "
+                                  "rerun `ganaug train-clf` with --force to start over on this one")
+        echo(f"train-clf {counter} {arm.name} seed {seed}: resuming from {ckpt['path']} (step {ckpt['step']})")
+
+    ck = cfg.checkpoint
+    fp, config = clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed)
+    with building(run_dir, resume=ckpt is not None) as out, catch_stop() as stop:
+        # Train, selecting weights on the real validation set; resumable checkpoints as configured.
         stats = Stats(out / "metrics.jsonl")
+        checkpointer = Checkpointer(
+            out / RESUME_DIR, every_steps=ck.every_steps, keep=ck.keep, stop=stop,
+            every_seconds=ck.every_minutes * 60 if ck.every_minutes is not None else None,
+            meta={"kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
+                  "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config,
+                  "classes": data.classes})
         res = train_classifier(
             model, batches=batches, augment=augment, val_images=data.val.images, val_labels=data.val.labels,
             steps=c.steps, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay, schedule=c.schedule,
             eval_every=c.eval_every, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, progress=progress, desc=f"train-clf {arm.name} seed {seed}",
+            checkpointer=checkpointer, resume=ckpt,
         )
         train_seconds = time.time() - started
 
@@ -133,6 +159,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         }
         atomic_write_json(out / "result.json", result)
         save_config(cfg, out / "config.yaml")
-        write_record(out, "classifier", clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed), started)
+        write_record(out, "classifier", fp, config, started,
+                     {"resumed_from_step": ckpt["step"] if ckpt is not None else None})
     echo(f"train-clf {counter} {arm.name} seed {seed}: val {res['best_val_acc']:.4f} (step {res['best_step']}), "
          f"test acc {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} in {train_seconds:.0f}s")

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from ..checkpoint import load_checkpoint, save_checkpoint
+from ..checkpoint import Checkpointer, load_checkpoint, save_checkpoint
 from ..config import Config, to_dict
 from ..data.images import image_hashes
 from ..errors import CheckpointError
@@ -21,22 +21,38 @@ from ..utils import (
     Stats,
     atomic_write_json,
     autocast_dtype,
+    catch_stop,
     read_jsonl,
     resolve_device,
     rng_state,
     seed_everything,
     use_channels_last,
 )
-from .common import GAN, TRAINED_ON, building, echo, load_split_data, paths, start_stage, write_record
+from .common import (
+    GAN,
+    RESUME_DIR,
+    TRAINED_ON,
+    building,
+    echo,
+    load_split_data,
+    output_hashes,
+    paths,
+    resume_point,
+    start_stage,
+    write_record,
+)
 from .official import official_pkl, train_official
 
 
-def run_train_gan(cfg: Config, force: bool = False, progress: bool = True) -> List[Path]:
-    """Train `cfg.gan` (once per entry of gan_seeds) and write checkpoint.pt, metrics.jsonl, plots and grids."""
-    return [_train_one(cfg, g, force, progress) for g in cfg.gan_replicates]
+def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False) -> List[Path]:
+    """Train `cfg.gan` (once per entry of gan_seeds) and write checkpoint.pt, metrics.jsonl, plots and grids.
+
+    `resume`: continue an interrupted run from its newest checkpoint (without it, one is an error).
+    """
+    return [_train_one(cfg, g, force, progress, resume) for g in cfg.gan_replicates]
 
 
-def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
+def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool, resume: bool) -> Path:
     if cfg.gan.impl == "official":  # NVlabs' code in a subprocess (stages/official.py)
         return train_official(cfg, gan_seed, force, progress)
     p = paths(cfg)
@@ -45,9 +61,15 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         return p.gan_checkpoint(gan_seed)
     fp, config = todo
     started = time.time()
+    what = "the training of the GAN" + (f" of seed {gan_seed}" if gan_seed is not None else "")
+    ckpt = resume_point(p.gan(gan_seed), fp, config, "gan", resume=resume, force=force, what=what,
+                        command=GAN.command)
 
     # Load data: the training part of the split, nothing else.
     data, manifest = load_split_data(cfg)
+    if ckpt is not None and ckpt["data_fingerprint"] != manifest["fingerprint"]:
+        raise CheckpointError(f"checkpoint '{ckpt['path']}' was trained on another split; "
+                              f"rerun `{GAN.command}` with --force to start over on this one")
     c, h, w = data.train.images.shape[1:]
     num_classes = len(data.classes)
 
@@ -65,44 +87,48 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
          f"({c}x{h}x{w}), G {n_params[0] / 1e6:.2f}M / D {n_params[1] / 1e6:.2f}M parameters, "
          f"{f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}, augment {g.augment or 'none'}, "
          f"device {device}{', bf16' if amp_dtype else ''}")
+    if ckpt is not None:
+        echo(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
-    # Train.
-    with building(p.gan(gan_seed)) as out:
+    # Train, saving resumable checkpoints as configured; Ctrl-C / SIGTERM saves one and stops.
+    ck = cfg.checkpoint
+    meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
+            "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
+            "classes": data.classes, "shape": [int(c), int(h), int(w)]}
+    with building(p.gan(gan_seed), resume=ckpt is not None) as out, catch_stop() as stop:
         stats = Stats(out / "metrics.jsonl")
+        checkpointer = Checkpointer(out / RESUME_DIR, every_steps=ck.every_steps, keep=ck.keep, stop=stop, meta=meta,
+                                    every_seconds=ck.every_minutes * 60 if ck.every_minutes is not None else None)
         result = train_gan(
             nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
             epochs=g.epochs, kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
             ema_kimg=g.ema_kimg, r1_gamma=g.r1_gamma or 0.0, r1_interval=g.r1_interval or 16,
             augment=augment_settings(g), mirror=g.mirror, device=device, amp_dtype=amp_dtype,
             channels_last=channels_last, generator=generator, stats=stats, grid_dir=out / "grids",
-            grid_every=g.grid_every, progress=progress,
+            grid_every=g.grid_every, progress=progress, checkpointer=checkpointer, resume=ckpt,
         )
         save_checkpoint(out / "checkpoint.pt", {
-            "kind": "gan",
-            "name": g.name,
-            "kwargs": kwargs,
+            **meta,
             "state_dict": {k: _cpu_state(result[k]) for k in ("G", "D", "G_ema")},
             "optimizer": result["optimizer"],
             "augment": result["augment"],
             "step": result["step"],
             "cur_nimg": result["cur_nimg"],
             "rng": rng_state(),
-            "config": to_dict(cfg),
-            "data_fingerprint": manifest["fingerprint"],
-            "classes": data.classes,
-            "shape": [int(c), int(h), int(w)],
         })
         # What the GAN saw, image by image, for the protocol audit in `compare`.
         atomic_write_json(out / TRAINED_ON, {"n": len(data.train.labels), "hashes": image_hashes(data.train.images)})
         plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
                          title=f"{g.name} seed {seed}: losses and D outputs")
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
-                                                       "seed": seed})
+                                                       "seed": seed, **output_hashes(out, "checkpoint.pt"),
+                                                       "resumed_from_step": ckpt["step"] if ckpt is not None else None})
     last = stats.last
     seconds = time.time() - started
+    nimg = result["cur_nimg"] - (ckpt["cur_nimg"] if ckpt is not None else 0)  # trained by this process
     p_end = "".join(f", augment p {a['p']:.3f}" for a in result["augment"].values())
     echo(f"train-gan: {result['step']} steps ({result['cur_nimg'] / 1000:g} kimg) in {seconds:.0f}s "
-         f"({result['cur_nimg'] / max(seconds, 1e-9):.1f} img/s); last tick loss G {last['loss/G']:.3f} "
+         f"({nimg / max(seconds, 1e-9):.1f} img/s); last tick loss G {last['loss/G']:.3f} "
          f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f}{p_end} "
          f"-> {p.gan_checkpoint(gan_seed)}")
     return p.gan_checkpoint(gan_seed)
