@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default stylegan2 report lint bench bench-stylegan2 clean
+.PHONY: install test test-all demo default stylegan2 report lint bench bench-stylegan2 resume-check clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -33,6 +33,9 @@ bench:  ## per-step timings of the GAN and classifier per precision setting on t
 
 bench-stylegan2:  ## a native StyleGAN2 step per preset and resolution; OFFICIAL=path/to/stylegan2-ada-pytorch adds the ratio
 	$(PY) scripts/bench_stylegan2.py $(if $(OFFICIAL),--official $(OFFICIAL))
+
+resume-check:  ## kill the default's GAN training with SIGKILL at a random step, resume, compare with an uninterrupted run
+	$(PY) scripts/kill_resume.py --config configs/mnist5k-cgan.yaml --every 200 --reference runs/mnist5k-cgan
 
 clean:
 	rm -rf runs .pytest_cache
