@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import tempfile
 import typing
 from pathlib import Path
@@ -298,9 +299,12 @@ def _example(root: Path) -> tuple[Path, Path]:
 
 
 def _invoke(here: Path, args: List[str]):
-    runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=here):  # relative out_dirs from generated overrides land here
-        return runner.invoke(main, args)
+    old = Path.cwd()
+    os.chdir(here)  # relative out_dirs from generated overrides land here
+    try:
+        return CliRunner().invoke(main, args)
+    finally:
+        os.chdir(old)
 
 
 @settings(max_examples=150, **SETTINGS)
