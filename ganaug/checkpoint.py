@@ -21,6 +21,11 @@ CHECKPOINT_KEYS = ("kind", "name", "kwargs", "state_dict", "optimizer", "step", 
 RESUME_NAME = re.compile(r"^step-(\d{9})\.pt$")
 
 
+def cpu_state(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """A module's state_dict on the CPU, contiguous, ready for a checkpoint."""
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
 def save_checkpoint(path: Union[str, Path], ckpt: Dict[str, Any]) -> None:
     missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
     assert not missing, f"checkpoint lacks {missing}"
@@ -83,7 +88,6 @@ class Checkpointer:
         self.folder, self.every_steps, self.every_seconds, self.keep = Path(folder), every_steps, every_seconds, keep
         self.stop, self.meta = stop, dict(meta or {})
         self.last_time = time.monotonic()
-        self.saved: List[Path] = []
 
     def due(self, step: int) -> bool:
         if self.every_steps is not None and step % self.every_steps == 0:
@@ -100,8 +104,7 @@ class Checkpointer:
             return
         path = self.save(step, make_state())
         if self.stop is not None and self.stop.requested:
-            raise Interrupted(f"stopped by {self.stop.signal} after step {step} of {total}; saved {path}",
-                              step=step, path=path)
+            raise Interrupted(f"stopped by {self.stop.signal} after step {step} of {total}; saved {path}")
 
     def save(self, step: int, ckpt: Dict[str, Any]) -> Path:
         path = self.folder / f"step-{step:09d}.pt"

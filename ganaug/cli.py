@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import functools
 import json
 import os
@@ -30,13 +29,12 @@ class _Group(click.Group):
                 raise
             click.echo("error: " + " ".join(str(e).split()), err=True)
             ctx.exit(2)
-        except OSError as e:
+        except OSError as e:  # written outside atomic_open (which names its file itself): metrics lines, folders
             if os.environ.get("GANAUG_DEBUG"):
                 raise
-            where = f"'{e.filename}'" if e.filename else "a file"
-            todo = ("free some disk space and run the same command again (training continues from its last checkpoint)"
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT) else "check the path and its permissions")
-            click.echo(f"error: could not write or read {where}: {e.strerror or e}; {todo}", err=True)
+            from .utils import io_error
+
+            click.echo(f"error: {io_error(e)}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished stages are kept, the unfinished one was discarded; "

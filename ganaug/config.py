@@ -701,7 +701,7 @@ def validate(cfg: Config) -> None:
                               "0:1:0.1 as a base-60 number, so quote it ('0:1:0.1') or give a list")
         key = sweep_key(cfg.sweep.key)
         values = sweep_values(cfg.sweep)
-        _need(len(values) <= 200, "sweep.values", f"gives {len(values)} values; 200 at most")
+        _need(len(values) <= _MAX_SWEEP_VALUES, "sweep.values", f"gives {len(values)} values; {_MAX_SWEEP_VALUES} at most")
         for x in values:
             if key == "mix.p_real":
                 _need(0.0 <= x <= 1.0, "sweep.values", f"must be shares of real images in [0, 1] for {key}, got {x:g}")

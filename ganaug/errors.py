@@ -23,7 +23,3 @@ class StageError(GanaugError):
 
 class Interrupted(Exception):
     """Training stopped on request (Ctrl-C / SIGTERM) after saving a resumable checkpoint; not an error."""
-
-    def __init__(self, message: str, step: int = 0, path: object = None):
-        super().__init__(message)
-        self.step, self.path = step, path

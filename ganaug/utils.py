@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -44,10 +45,21 @@ def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):  # a full disk, no permission ...: named with the file meant, not the temporary one
+            raise io_error(e, path) from None
         raise
+
+
+def io_error(e: OSError, path: Optional[PathLike] = None) -> GanaugError:
+    """A file that could not be written or read, as the one-line error the CLI prints."""
+    where = f"'{path or e.filename}'" if (path or e.filename) else "a file"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return GanaugError(f"could not write {where}: {e.strerror or e}; free some disk space and run again "
+                           "(interrupted training continues from its last checkpoint with --resume, and in `ganaug run`)")
+    return GanaugError(f"could not write or read {where}: {e.strerror or e}; check the path and its permissions")
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,13 +86,8 @@ def atomic_write_json(path: PathLike, obj: Any) -> None:
 
 
 def atomic_torch_save(obj: Any, path: PathLike) -> None:
-    try:
-        with atomic_open(path, "wb") as f:
-            torch.save(obj, f)
-    except OSError as e:
-        raise GanaugError(f"could not write '{path}': {e.strerror or e}; free some disk space and run again "
-                          "(interrupted training continues from its last checkpoint with --resume, and in `ganaug run`)"
-                          ) from None
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def file_sha256(path: PathLike) -> str:

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checkpoint import Checkpointer
+from ..checkpoint import Checkpointer, cpu_state
 from ..data.augment import ClassicAugment
 from ..data.images import to_float
 from ..data.mixing import BatchSource
@@ -89,7 +89,7 @@ def train_classifier(
         set_rng_state(resume["rng"])
 
     def make_state() -> Dict[str, Any]:
-        return {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        return {"state_dict": cpu_state(model),
                 "optimizer": opt.state_dict(), "step": step, "rng": rng_state(),
                 "resume": {"scheduler": sched.state_dict(), "batches": batches.state_dict(), "stats": stats.state_dict(),
                            "best": best, "seen": dict(seen)}}

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
-from ..checkpoint import Checkpointer
+from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
 from ..utils import Stats, atomic_open, autocast, rng_state, set_rng_state
@@ -137,8 +137,7 @@ def train_gan(
             def make_state() -> Dict[str, Any]:
                 cur = pair_state()
                 return {
-                    "state_dict": {"G": _cpu_state(G), "D": _cpu_state(D),
-                                   "G_ema": _cpu_state(G_ema if G_ema is not None else G)},
+                    "state_dict": {"G": cpu_state(G), "D": cpu_state(D), "G_ema": cpu_state(G_ema if G_ema is not None else G)},
                     "optimizer": {**optim, key: cur["optimizer"]},
                     "step": counters["step"] + step,
                     "cur_nimg": counters["cur_nimg"] + cur["cur_nimg"],
@@ -172,10 +171,6 @@ def train_gan(
         counters["cur_nimg"] += state["cur_nimg"]
     return {"G": G, "D": D, "G_ema": G_ema if G_ema is not None else G, "optimizer": optim,
             "augment": augment_state, **counters}
-
-
-def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def _train_pair(
@@ -225,7 +220,7 @@ def _train_pair(
         opt_G.load_state_dict(resume["optimizer"]["G"])
         opt_D.load_state_dict(resume["optimizer"]["D"])
         if pipe is not None:
-            pipe.load_state_dict(resume["pipe"])
+            pipe.p.fill_(resume["augment"]["p"])  # float32 -> float -> float32 is exact
         if ada is not None:
             ada.load_state_dict(resume["augment"]["ada"])
         sampler.load_state_dict(resume["sampler"])
@@ -236,8 +231,9 @@ def _train_pair(
         step, cur_nimg = int(resume["step"]), int(resume["cur_nimg"])
 
     def pair_state() -> Dict[str, Any]:
+        """Everything above as plain data: for a resumable checkpoint, and what the pair returns when it is done."""
         return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg,
-                "total": total, "pipe": pipe.state_dict() if pipe is not None else None,
+                "total": total,
                 "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),
                                                       "ada": ada.state_dict() if ada is not None else None},
                 "sampler": sampler.state_dict(), "generator": generator.get_state(), "fixed_z": fixed_z.cpu(),
@@ -334,6 +330,4 @@ def _train_pair(
         # A resumable checkpoint when one is due (or Ctrl-C asked for one), after the step's every update.
         on_step(step, total, pair_state)
     bar.close()
-    return {"optimizer": {"G": opt_G.state_dict(), "D": opt_D.state_dict()}, "step": step, "cur_nimg": cur_nimg,
-            "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),
-                                                  "ada": ada.state_dict() if ada is not None else None}}
+    return pair_state()

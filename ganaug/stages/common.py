@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..checkpoint import latest_resume, resume_files
+from ..checkpoint import Checkpointer, latest_resume, resume_files
 from ..config import ArmConfig, Config, fingerprint, save_config, to_dict
 from ..data import load_dataset
 from ..data.sources import source_hflip
 from ..data.split import SplitData, apply_split
 from ..errors import CheckpointError, StageError
-from ..utils import atomic_write_json, file_sha256
+from ..utils import StopRequest, atomic_write_json, file_sha256
 
 STAGE_FILE = "stage.json"
 RESUME_DIR = "resume"  # in <stage>.partial/: the resumable checkpoints of an unfinished training stage
@@ -261,6 +261,13 @@ def building(folder: Path, resume: bool = False) -> Iterator[Path]:
     partial.rename(folder)
     if old.exists():
         shutil.rmtree(old)
+
+
+def make_checkpointer(cfg: Config, out: Path, stop: StopRequest, meta: Dict[str, Any]) -> Checkpointer:
+    """The resumable checkpoints of a training stage writing into `out` (a partial folder), as cfg.checkpoint says."""
+    ck = cfg.checkpoint
+    return Checkpointer(out / RESUME_DIR, every_steps=ck.every_steps, keep=ck.keep, stop=stop, meta=meta,
+                        every_seconds=ck.every_minutes * 60 if ck.every_minutes is not None else None)
 
 
 def resume_point(folder: Path, fp: str, config: Dict[str, Any], kind: str, *, resume: bool, force: bool,

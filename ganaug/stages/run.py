@@ -60,8 +60,8 @@ def plan(cfg: Config) -> List[str]:
     def state(folder, fp) -> str:
         rec = read_record(folder)
         if rec is None:
-            steps = [int(RESUME_NAME.match(f.name).group(1)) for f in resume_files(partial_of(folder) / RESUME_DIR)]
-            return f"resume (step {max(steps)})" if steps else "run"
+            saved = resume_files(partial_of(folder) / RESUME_DIR)  # oldest first
+            return f"resume (step {int(RESUME_NAME.match(saved[-1].name).group(1))})" if saved else "run"
         return "skip (up to date)" if rec.get("fingerprint") == fp else "differs: needs --force"
 
     lines = [f"plan for '{cfg.name}' in {p.root}:",

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from ..checkpoint import Checkpointer, save_checkpoint
+from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier
 from ..classifiers.train import predict, train_classifier
 from ..config import ArmConfig, Config, save_config, to_dict
@@ -30,13 +30,13 @@ from ..utils import (
     use_channels_last,
 )
 from .common import (
-    RESUME_DIR,
     SAMPLES,
     building,
     clf_config,
     clf_fingerprint,
     echo,
     load_split_data,
+    make_checkpointer,
     needs_run,
     paths,
     require_stage,
@@ -109,17 +109,13 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
                                   "rerun `ganaug train-clf` with --force to start over on this one")
         echo(f"train-clf {counter} {arm.name} seed {seed}: resuming from {ckpt['path']} (step {ckpt['step']})")
 
-    ck = cfg.checkpoint
     fp, config = clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed)
     with building(run_dir, resume=ckpt is not None) as out, catch_stop() as stop:
         # Train, selecting weights on the real validation set; resumable checkpoints as configured.
         stats = Stats(out / "metrics.jsonl")
-        checkpointer = Checkpointer(
-            out / RESUME_DIR, every_steps=ck.every_steps, keep=ck.keep, stop=stop,
-            every_seconds=ck.every_minutes * 60 if ck.every_minutes is not None else None,
-            meta={"kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
-                  "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config,
-                  "classes": data.classes})
+        checkpointer = make_checkpointer(cfg, out, stop, {
+            "kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
+            "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config, "classes": data.classes})
         res = train_classifier(
             model, batches=batches, augment=augment, val_images=data.val.images, val_labels=data.val.labels,
             steps=c.steps, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay, schedule=c.schedule,
@@ -133,7 +129,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         pred = predict(res["model"], data.test.images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
         test = classification_report(data.test.labels, pred, data.classes)
 
-        state = {k: v.detach().cpu().contiguous() for k, v in res["model"].state_dict().items()}
+        state = cpu_state(res["model"])
         save_checkpoint(out / "best.pt", {
             "kind": "classifier", "name": c.name, "kwargs": kwargs, "state_dict": state,
             "optimizer": res["optimizer"], "step": res["best_step"], "rng": rng_state(), "config": to_dict(cfg),

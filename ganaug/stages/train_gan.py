@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-import torch
 import torch.nn as nn
 
-from ..checkpoint import Checkpointer, load_checkpoint, save_checkpoint
+from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from ..config import Config, to_dict
 from ..data.images import image_hashes
 from ..errors import CheckpointError
@@ -30,11 +29,11 @@ from ..utils import (
 )
 from .common import (
     GAN,
-    RESUME_DIR,
     TRAINED_ON,
     building,
     echo,
     load_split_data,
+    make_checkpointer,
     output_hashes,
     paths,
     resume_point,
@@ -91,14 +90,12 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         echo(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
     # Train, saving resumable checkpoints as configured; Ctrl-C / SIGTERM saves one and stops.
-    ck = cfg.checkpoint
     meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
             "classes": data.classes, "shape": [int(c), int(h), int(w)]}
     with building(p.gan(gan_seed), resume=ckpt is not None) as out, catch_stop() as stop:
         stats = Stats(out / "metrics.jsonl")
-        checkpointer = Checkpointer(out / RESUME_DIR, every_steps=ck.every_steps, keep=ck.keep, stop=stop, meta=meta,
-                                    every_seconds=ck.every_minutes * 60 if ck.every_minutes is not None else None)
+        checkpointer = make_checkpointer(cfg, out, stop, meta)
         result = train_gan(
             nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
             epochs=g.epochs, kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
@@ -109,7 +106,7 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         )
         save_checkpoint(out / "checkpoint.pt", {
             **meta,
-            "state_dict": {k: _cpu_state(result[k]) for k in ("G", "D", "G_ema")},
+            "state_dict": {k: cpu_state(result[k]) for k in ("G", "D", "G_ema")},
             "optimizer": result["optimizer"],
             "augment": result["augment"],
             "step": result["step"],
@@ -140,10 +137,6 @@ def augment_settings(g: Any) -> AugmentSettings:
         return AugmentSettings()
     ada = {k: getattr(g, k) for k in ("ada_target", "ada_interval", "ada_kimg") if getattr(g, k) is not None}
     return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment, **ada)
-
-
-def _cpu_state(module: nn.Module) -> Dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
 
 
 def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
