@@ -165,7 +165,7 @@ def sample(cfg: Config, force: bool, progress: bool) -> None:
 def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Optional[str], mix: Optional[str],
               augment: Optional[str], arm_names: Sequence[str], seeds: Sequence[int]) -> None:
     """Train classifiers for the config's arms and seeds (or one arm from --data/--mix/--augment)."""
-    from .stages import run_train_clf
+    from .stages import experiments, run_train_clf
 
     arms = cfg.all_arms
     if data is not None or mix is not None or augment is not None:
@@ -178,7 +178,8 @@ def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Opti
         if missing:
             raise ConfigError(f"--arm {missing[0]}: no such arm in the config (arms: {', '.join(known)})")
         arms = [known[n] for n in arm_names]
-    run_train_clf(cfg, arms=arms, seeds=list(seeds) or None, force=force, progress=progress, resume=resume)
+    for sub in experiments(cfg):  # with a sweep over classifier.steps: every value's sub-experiment
+        run_train_clf(sub, arms=arms, seeds=list(seeds) or None, force=force, progress=progress, resume=resume)
     _save(cfg)
 
 
@@ -186,9 +187,9 @@ def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Opti
 @_config_options
 def compare(cfg: Config, force: bool, progress: bool) -> None:
     """Print the accuracy table across arms and seeds; write it as Markdown, CSV and JSON."""
-    from .stages import run_compare
+    from .stages import compare_all
 
-    click.echo(run_compare(cfg), nl=False)
+    click.echo(compare_all(cfg), nl=False)
 
 
 @main.command()

@@ -156,9 +156,14 @@ class ArmConfig:
 
 @dataclass
 class SweepConfig:
-    """A grid of arms that differ in one arm key, drawn as accuracy against that key with its confidence band."""
+    """A grid over one key, drawn as accuracy against it with confidence bands.
 
-    key: str = "mix.p_real"  # the arm key swept: mix.p_real (per-sample replacement) or mix.add (fakes per class)
+    An arm key (mix.p_real, mix.add) adds one arm per value to the experiment. An experiment key
+    (classifier.steps) makes one sub-experiment per value, with all the config's arms, in
+    `<out_dir>/sweep/<key>=<value>/`: each its own table, correction family and audit.
+    """
+
+    key: str = "mix.p_real"  # mix.p_real, mix.add (arms), or classifier.steps (sub-experiments)
     values: Union[List[float], str, float] = "0:1:0.1"  # a list, or 'start:stop:step' (quoted in YAML; stop included)
     augment: Literal["none", "classic"] = "none"  # classic augmentation on every swept arm
 
@@ -201,11 +206,20 @@ class Config:
     baseline: Optional[str] = None  # arm the others are compared with; None: the first real, unaugmented arm
     compare: CompareConfig = field(default_factory=CompareConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    # Not a YAML key: the run folder whose split, GAN and samples this one reads (a sub-experiment of a sweep
+    # over a classifier key shares its parent's, since their fingerprints are the same).
+    upstream_dir: Optional[str] = field(default=None, metadata={"internal": True})
 
     @property
     def all_arms(self) -> List[ArmConfig]:
-        """The listed arms, then the sweep's."""
-        return list(self.arms) + (sweep_arms(self.sweep) if self.sweep is not None else [])
+        """The listed arms, then the sweep's (an experiment sweep adds sub-experiments, not arms)."""
+        if self.sweep is None or sweep_key(self.sweep.key) in EXPERIMENT_SWEEP_KEYS:
+            return list(self.arms)
+        return list(self.arms) + sweep_arms(self.sweep)
+
+    @property
+    def experiment_sweep(self) -> bool:
+        return self.sweep is not None and sweep_key(self.sweep.key) in EXPERIMENT_SWEEP_KEYS
 
     def gan_seed_of(self, seed: int) -> Optional[int]:
         """The GAN a classifier replicate uses: None with one GAN (gan.seed), else its gan_seeds entry."""
@@ -237,21 +251,52 @@ class Config:
 # Sweeps: one arm per value of an arm key.
 
 SWEEP_KEYS = {"mix.p_real": "p_real", "mix.add": "add"}
+# Keys outside the arms: one sub-experiment per value. `shares_upstream`: the key cannot change the split,
+# the GAN or the samples, so every sub-experiment reads the parent's.
+EXPERIMENT_SWEEP_KEYS: Dict[str, Dict[str, Any]] = {
+    "classifier.steps": {"integer": True, "minimum": 1, "shares_upstream": True, "label": "classifier steps (the budget)"},
+}
 _MAX_SWEEP_VALUES = 200
 
 
 def sweep_key(key: str) -> str:
-    """The canonical arm key for 'classifier.mix.p_real', 'arm.mix.p_real', 'mix.p_real' or 'p_real'."""
+    """The canonical key: an experiment key as written, or the arm key for 'classifier.mix.p_real',
+    'arm.mix.p_real', 'mix.p_real' or 'p_real'."""
     k = key.strip()
+    if k in EXPERIMENT_SWEEP_KEYS:
+        return k
     for prefix in ("classifier.", "arms.", "arm."):
         if k.startswith(prefix):
             k = k[len(prefix):]
     if k in ("p_real", "add"):
         k = "mix." + k
     if k not in SWEEP_KEYS:
-        raise ConfigError(f"config key 'sweep.key' is {key!r}; a sweep varies an arm key: "
-                          f"{' or '.join(SWEEP_KEYS)} (also written classifier.mix.p_real)")
+        raise ConfigError(f"config key 'sweep.key' is {key!r}; a sweep varies an arm key ({' or '.join(SWEEP_KEYS)}, "
+                          f"also written classifier.mix.p_real) or an experiment key ({', '.join(EXPERIMENT_SWEEP_KEYS)})")
     return k
+
+
+def sweep_dir_name(key: str, value: float) -> str:
+    return f"{key}={value:g}"
+
+
+def sweep_experiments(cfg: "Config") -> List[tuple[float, "Config"]]:
+    """(value, config) per value of an experiment sweep: the config with the key set, no sweep, its own out_dir."""
+    assert cfg.sweep is not None and cfg.experiment_sweep
+    key = sweep_key(cfg.sweep.key)
+    spec = EXPERIMENT_SWEEP_KEYS[key]
+    out = []
+    for x in sweep_values(cfg.sweep):
+        value: Any = int(round(x)) if spec["integer"] else x
+        data = to_dict(cfg)
+        data["sweep"] = None
+        data["out_dir"] = str(Path(cfg.out_dir) / "sweep" / sweep_dir_name(key, x))
+        data["name"] = f"{cfg.name} [{key}={x:g}]"
+        apply_override(data, key.split("."), value)
+        sub = config_from_dict(data)
+        sub.upstream_dir = cfg.upstream_dir or cfg.out_dir if spec["shares_upstream"] else None
+        out.append((x, sub))
+    return out
 
 
 def sweep_values(sweep: SweepConfig) -> List[float]:
@@ -354,7 +399,7 @@ class _Coerce:
             value = {}
         if not isinstance(value, dict):
             raise self.fail(key or "<top level>", f"must be a mapping of keys to values, got {value!r}")
-        fields = {_yaml_key(f): f for f in dataclasses.fields(cls)}
+        fields = {_yaml_key(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         hints = typing.get_type_hints(cls)
         for k in value:
             if k not in fields:
@@ -431,7 +476,7 @@ class _Coerce:
 def to_dict(obj: Any) -> Any:
     """A dataclass tree as plain data with YAML key names, ready for YAML or JSON."""
     if dataclasses.is_dataclass(obj):
-        return {_yaml_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {_yaml_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
     if isinstance(obj, (list, tuple)):
         return [to_dict(x) for x in obj]
     return obj
@@ -445,6 +490,37 @@ def _canonical(obj: Any) -> Any:
     if isinstance(obj, list):
         return [_canonical(v) for v in obj]
     return obj
+
+
+# Keys that cannot change a stage's result: how often grids or snapshots are written, whether a missing data
+# set may be downloaded. A fingerprint hashes them at their default, like the keys a family does not read.
+COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download",), "classifier": ()}
+
+
+def _pinned(obj: Any, unused: Sequence[str]) -> Dict[str, Any]:
+    """A config section as plain data with `unused` keys at their schema default (so they change no hash).
+
+    Pinning rather than dropping keeps every fingerprint made before a key was known to be unused as it was,
+    and with it the run folders it identifies.
+    """
+    defaults = {_yaml_key(f): (f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)  # type: ignore[misc]
+                for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
+    return {k: (to_dict(defaults[k]) if k in unused else v) for k, v in to_dict(obj).items()}
+
+
+def result_config(section: str, obj: Any) -> Dict[str, Any]:
+    """A config section as its stage's fingerprint sees it: only the keys that can change the result."""
+    unused = list(COSMETIC_KEYS.get(section, ()))
+    if section == "gan":
+        from .gans import family_keys, owned_keys
+
+        mine = set(family_keys(obj.name))
+        unused += [k for k in owned_keys() if k not in mine]
+    elif section == "classifier":
+        from .classifiers import CLASSIFIERS
+
+        unused += list(CLASSIFIERS.meta(obj.name).get("ignores", ()))
+    return _pinned(obj, unused)
 
 
 def fingerprint(obj: Any) -> str:
@@ -702,15 +778,22 @@ def validate(cfg: Config) -> None:
         key = sweep_key(cfg.sweep.key)
         values = sweep_values(cfg.sweep)
         _need(len(values) <= _MAX_SWEEP_VALUES, "sweep.values", f"gives {len(values)} values; {_MAX_SWEEP_VALUES} at most")
+        _need(len(set(values)) == len(values), "sweep.values", f"repeats a value: {values}")
         for x in values:
-            if key == "mix.p_real":
+            if key in EXPERIMENT_SWEEP_KEYS:
+                spec = EXPERIMENT_SWEEP_KEYS[key]
+                _need(not spec["integer"] or float(x).is_integer(), "sweep.values", f"must be whole numbers for {key}, got {x:g}")
+                _need(x >= spec["minimum"], "sweep.values", f"must be {spec['minimum']} or more for {key}, got {x:g}")
+                _need(cfg.sweep.augment == "none", "sweep.augment",
+                      f"applies to a sweep over an arm key; a sweep over {key} runs every arm as the config has it")
+            elif key == "mix.p_real":
                 _need(0.0 <= x <= 1.0, "sweep.values", f"must be shares of real images in [0, 1] for {key}, got {x:g}")
             else:
                 _need(x >= 0 and float(x).is_integer(), "sweep.values", f"must be whole numbers of fakes per class, got {x:g}")
                 if cfg.sample.proportions == "balanced":
                     _need(x <= cfg.sample.n_per_class, "sweep.values",
                           f"asks for {x:g} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
-        for arm in sweep_arms(cfg.sweep):
+        for arm in cfg.all_arms[len(cfg.arms):]:
             _need(arm.name not in seen, "sweep", f"makes an arm named '{arm.name}', which arms already has; rename that arm")
             seen.add(arm.name)
     _need(len(cfg.seeds) >= 1, "seeds", "must list at least one seed")

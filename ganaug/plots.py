@@ -22,7 +22,9 @@ PathLike = Union[str, Path]
 DPI = 110
 SEED_DOT = dict(s=14, alpha=0.35, linewidths=0, zorder=2)
 
-__all__ = ["plot_arm_accuracy", "plot_confusions", "plot_gan_metrics", "plot_sweep", "plot_val_curves"]
+__all__ = ["plot_arm_accuracy", "plot_confusions", "plot_gan_metrics", "plot_sweep", "plot_val_curves",
+           "plot_sweep_arms", "arm_accuracy_figure", "confusions_figure", "gan_metrics_figure", "sweep_arms_figure",
+           "sweep_figure", "val_curves_figure"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ _LOSS_KEYS = (("loss/G", "tab:blue"), ("loss/D", "tab:red"))
 _PROB_KEYS = (("D(x)", "tab:green"), ("D(G(z))", "tab:purple"))
 
 
-def plot_gan_metrics(rows: Sequence[Dict[str, Any]], path: PathLike, title: str = "GAN training") -> Path:
+def gan_metrics_figure(rows: Sequence[Dict[str, Any]], title: str = "GAN training") -> Figure:
     """Losses (left) and discriminator outputs with the ADA probability (right) against kimg."""
     groups: Dict[Optional[int], List[Dict[str, Any]]] = {}
     for row in rows:
@@ -142,7 +144,12 @@ def plot_gan_metrics(rows: Sequence[Dict[str, Any]], path: PathLike, title: str 
             _empty(ax, "no data")
     n_classes = sum(1 for k in groups if k is not None)
     fig.suptitle(f"{title} ({n_classes} per-class GANs, one line each)" if per_class else title)
-    return _write_png(fig, path)
+    return fig
+
+
+def plot_gan_metrics(rows: Sequence[Dict[str, Any]], path: PathLike, title: str = "GAN training") -> Path:
+    """Losses (left) and discriminator outputs with the ADA probability (right) against kimg. Written to `path`."""
+    return _write_png(gan_metrics_figure(rows, title=title), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -159,8 +166,8 @@ def _seed_curve(seed: Sequence[Tuple[int, float]]) -> Dict[int, float]:
     return out
 
 
-def plot_val_curves(curves: Dict[str, List[List[Tuple[int, float]]]], path: PathLike,
-                    title: str = "Validation accuracy (real validation set)") -> Path:
+def val_curves_figure(curves: Dict[str, List[List[Tuple[int, float]]]],
+                    title: str = "Validation accuracy (real validation set)") -> Figure:
     """Mean validation accuracy (%) over seeds against step, one line per arm, with a min..max band."""
     fig = _new_figure(8.0, 4.5)
     ax = fig.subplots()
@@ -199,14 +206,20 @@ def plot_val_curves(curves: Dict[str, List[List[Tuple[int, float]]]], path: Path
         else:
             ax.legend(loc="lower right", fontsize="small")
     ax.set_title(title + ("; band = min..max over seeds" if any_line else ""), fontsize="medium")
-    return _write_png(fig, path)
+    return fig
+
+
+def plot_val_curves(curves: Dict[str, List[List[Tuple[int, float]]]], path: PathLike,
+                    title: str = "Validation accuracy (real validation set)") -> Path:
+    """Mean validation accuracy (%) over seeds against step, one line per arm, with a min..max band. Written to `path`."""
+    return _write_png(val_curves_figure(curves, title=title), path)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Confusion matrices.
 
 
-def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike) -> Path:
+def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
     """One row-normalised (%) confusion-matrix heatmap per arm, up to 4 per row, sharing a colour scale."""
     k = len(classes)
     arms = list(mats)
@@ -224,7 +237,7 @@ def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     if not arms:
         _empty(axes[0], "no confusion matrices")
-        return _write_png(fig, path)
+        return fig
 
     cmap = colormaps["Blues"].with_extremes(bad="0.85")
     tick_size, cell_size = max(6.0, 9.0 - 0.2 * k), max(5.5, 9.0 - 0.35 * k)
@@ -262,7 +275,12 @@ def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike
         ax.set_visible(False)
     fig.colorbar(image, ax=list(axes[:len(arms)]), shrink=0.8, label="% of true class")
     fig.suptitle("Confusion matrices (test set, summed over seeds, row-normalised %)")
-    return _write_png(fig, path)
+    return fig
+
+
+def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike) -> Path:
+    """One row-normalised (%) confusion-matrix heatmap per arm, up to 4 per row, sharing a colour scale. Written to `path`."""
+    return _write_png(confusions_figure(mats, classes), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -295,15 +313,15 @@ def _jitter(n: int, width: float = 0.3) -> np.ndarray:
     return np.zeros(1) if n <= 1 else np.linspace(-width / 2, width / 2, n)
 
 
-def plot_arm_accuracy(rows: Sequence[Dict[str, Any]], path: PathLike, baseline: Optional[str] = None,
-                      title: str = "Test accuracy per arm (mean and 95% CI over seeds)") -> Path:
+def arm_accuracy_figure(rows: Sequence[Dict[str, Any]], baseline: Optional[str] = None,
+                      title: str = "Test accuracy per arm (mean and 95% CI over seeds)") -> Figure:
     """Horizontal dot plot of test accuracy (%) per arm: seeds faint, mean with its 95% CI as an error bar."""
     fig = _new_figure(8.0, 1.6 + 0.45 * max(1, len(rows)))
     ax = fig.subplots()
     if not rows:
         _empty(ax, "no arms")
         ax.set_title(title, fontsize="medium")
-        return _write_png(fig, path)
+        return fig
 
     for y, row in enumerate(rows):
         values = _pct_values(row.get("values"))
@@ -337,11 +355,17 @@ def plot_arm_accuracy(rows: Sequence[Dict[str, Any]], path: PathLike, baseline: 
     ax.grid(True, axis="x", alpha=0.3)
     _legend_below(ax, ncol=3)
     ax.set_title(title, fontsize="medium")
-    return _write_png(fig, path)
+    return fig
 
 
-def plot_sweep(points: Sequence[Dict[str, Any]], path: PathLike, xlabel: str,
-               baseline: Optional[Dict[str, Any]] = None, title: str = "Test accuracy across the sweep") -> Path:
+def plot_arm_accuracy(rows: Sequence[Dict[str, Any]], path: PathLike, baseline: Optional[str] = None,
+                      title: str = "Test accuracy per arm (mean and 95% CI over seeds)") -> Path:
+    """Horizontal dot plot of test accuracy (%) per arm: seeds faint, mean with its 95% CI as an error bar. Written to `path`."""
+    return _write_png(arm_accuracy_figure(rows, baseline=baseline, title=title), path)
+
+
+def sweep_figure(points: Sequence[Dict[str, Any]], xlabel: str,
+               baseline: Optional[Dict[str, Any]] = None, title: str = "Test accuracy across the sweep") -> Figure:
     """Test accuracy (%) against a swept value: means joined by a line, 95% CI band and bars, seeds faint."""
     pts = sorted((p for p in points if _num(p.get("x")) is not None), key=lambda p: float(p["x"]))
     fig = _new_figure(7.5, 4.5)
@@ -388,4 +412,59 @@ def plot_sweep(points: Sequence[Dict[str, Any]], path: PathLike, xlabel: str,
     ax.grid(True, alpha=0.3)
     _legend_below(ax, ncol=4)
     ax.set_title(title, fontsize="medium")
-    return _write_png(fig, path)
+    return fig
+
+
+def plot_sweep(points: Sequence[Dict[str, Any]], path: PathLike, xlabel: str,
+               baseline: Optional[Dict[str, Any]] = None, title: str = "Test accuracy across the sweep") -> Path:
+    """Test accuracy (%) against a swept value: means joined by a line, 95% CI band and bars, seeds faint. Written to `path`."""
+    return _write_png(sweep_figure(points, xlabel, baseline=baseline, title=title), path)
+
+
+
+
+def sweep_arms_figure(series: Dict[str, Sequence[Dict[str, Any]]], xlabel: str,
+                      title: str = "Test accuracy across the sweep, per arm") -> Figure:
+    """Test accuracy (%) against a swept value, one line per arm: means joined, CI band, seeds faint."""
+    fig = _new_figure(8.0, 4.8)
+    ax = fig.subplots()
+    all_x: List[float] = []
+    for name, points in series.items():
+        pts = sorted((p for p in points if _num(p.get("x")) is not None), key=lambda p: float(p["x"]))
+        if not pts:
+            continue
+        xs = np.array([float(p["x"]) for p in pts])
+        all_x += xs.tolist()
+        means = _nan_array(_mean_of(p) for p in pts)
+        lows = _nan_array(_pct(p.get("ci_low")) for p in pts)
+        highs = _nan_array(_pct(p.get("ci_high")) for p in pts)
+        ok = np.isfinite(means)
+        (line,) = ax.plot(xs[ok], means[ok], "-o", ms=5, lw=1.6, zorder=4, label=name)
+        has_ci = np.isfinite(lows) & np.isfinite(highs) & ok
+        if has_ci.any():
+            ax.fill_between(xs[has_ci], lows[has_ci], highs[has_ci], color=line.get_color(), alpha=0.15, lw=0, zorder=1)
+        for x, p in zip(xs, pts):
+            values = _pct_values(p.get("values"))
+            if values:
+                ax.scatter([x] * len(values), values, color=line.get_color(), **{**SEED_DOT, "zorder": 3})
+    if not all_x:
+        _empty(ax, "no sweep points")
+    else:
+        xs = np.array(all_x)
+        if (xs > 0).all() and xs.max() / xs.min() >= 4:
+            ax.set_xscale("log", base=2)
+            ticks = sorted(set(all_x))
+            ax.set_xticks(ticks)
+            ax.set_xticklabels([f"{t:g}" for t in ticks])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+        _legend_below(ax, ncol=min(4, max(1, len(series))))
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def plot_sweep_arms(series: Dict[str, Sequence[Dict[str, Any]]], path: PathLike, xlabel: str,
+                    title: str = "Test accuracy across the sweep, per arm") -> Path:
+    """Test accuracy (%) against a swept value, one line per arm. Written to `path`."""
+    return _write_png(sweep_arms_figure(series, xlabel, title=title), path)

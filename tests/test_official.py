@@ -337,6 +337,27 @@ def test_train_gan_official_stage_resumes_and_records(stub_repo: Path, tmp_path:
     assert "up to date" in invoke("train-gan", *c).stderr
 
 
+def test_a_swapped_official_snapshot_is_refused_before_it_is_unpickled(stub_repo: Path, tmp_path: Path,
+                                                                       image_folder: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The official path records what a later stage reads, as the native one does: a pickle runs code when
+    loaded, so a changed network-final.pkl must be caught before `sample` opens it."""
+    monkeypatch.setattr("ganaug.stages.official.require_training_env", lambda gpus: None)
+    c = ("--config", str(official_config(tmp_path, image_folder, stub_repo, kimg=4)))
+    for cmd in ("split", "train-gan"):
+        assert invoke(cmd, *c).exit_code == 0
+    gan = tmp_path / "run" / "gan"
+    rec = json.loads((gan / "stage.json").read_text())
+    assert set(rec["outputs"]) == {"checkpoint.pt", "network-final.pkl"}
+    ckpt = torch.load(gan / "checkpoint.pt", weights_only=True)
+    assert ckpt["fingerprint"] == rec["fingerprint"] and ckpt["stage_config"] == rec["config"]
+    opened = []
+    monkeypatch.setattr(official, "_import_legacy", lambda repo: opened.append(repo))
+    (gan / "network-final.pkl").write_bytes(b"not the snapshot train.py wrote")
+    line = one_line_error(invoke("sample", *c), "network-final.pkl", "changed on disk")
+    assert not opened and not (tmp_path / "run" / "samples").exists(), line
+
+
 def test_official_errors_are_one_line(stub_repo: Path, tmp_path: Path, image_folder: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = official_config(tmp_path, image_folder, stub_repo)

@@ -27,6 +27,14 @@ STEP_FILE = re.compile(r"^step-(\d{9})\.pt$")
 VOLATILE = {"seconds", "img_per_s", "train_seconds"}  # wall-clock figures, the only things allowed to differ
 
 
+def kill_step(low: int, high: int) -> int:
+    """A random step to interrupt at, from a seeded generator: GANAUG_KILL_SEED=S replays a failure (the seed is printed)."""
+    seed = int(os.environ.get("GANAUG_KILL_SEED") or random.SystemRandom().randrange(2**31))
+    step = random.Random(seed).randint(low, high)
+    print(f"kill step {step} of [{low}, {high}] from GANAUG_KILL_SEED={seed}", file=sys.stderr)
+    return step
+
+
 def make_config(tmp_path: Path, **sections: Any) -> Path:
     """80 GAN steps with ADA, x-flips and checkpoints every 3 steps; 120 classifier steps."""
     folder = make_folder(tmp_path / "images")
@@ -113,7 +121,7 @@ def test_gan_stopped_at_a_random_step_resumes_bit_identical(tmp_path: Path, sig:
     ok("split", *c, "--set", f"out_dir={ref}")
     ok("train-gan", *c, "--set", f"out_dir={ref}")  # never interrupted
 
-    target = random.Random().randint(3, 70)  # of 80 steps
+    target = kill_step(3, 70)  # of 80 steps
     proc = spawn("train-gan", *c)
     at = signal_after(proc, run / "gan.partial" / "resume", target, sig)
     _, err = proc.communicate(timeout=120)
@@ -150,7 +158,7 @@ def test_classifier_killed_at_a_random_step_resumes_bit_identical(tmp_path: Path
     arm = ("--mix", "p_real=0.5", "--augment", "classic")
     ok("train-clf", *c, *arm, "--set", f"out_dir={ref}")
 
-    target = random.Random().randint(3, 110)  # of 120 steps
+    target = kill_step(3, 110)  # of 120 steps
     proc = spawn("train-clf", *c, *arm)
     folder = run / "clf" / "mixed-p0.5-aug" / "seed-0"
     at = signal_after(proc, folder.with_name("seed-0.partial") / "resume", target, signal.SIGKILL)

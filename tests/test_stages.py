@@ -41,7 +41,8 @@ def test_classifier_runs_depend_only_on_what_they_use(config_file: Path) -> None
     assert clf_fingerprint(cfg, real, 0) != clf_fingerprint(cfg, real, 1)
 
 
-def test_a_retrained_gan_blocks_stale_samples_but_not_real_arms(config_file: Path) -> None:
+def test_a_retrained_gan_blocks_stale_samples_but_not_real_arms(config_file: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
     cfg = load_config(config_file, ["gan.epochs=1", "arms=[{name: real, data: real}, {name: s, data: synthetic}]"])
     run_split(cfg)
     run_train_gan(cfg, progress=False)
@@ -53,7 +54,11 @@ def test_a_retrained_gan_blocks_stale_samples_but_not_real_arms(config_file: Pat
         run_sample(cfg2)
     with pytest.raises(StageError, match="classifier run 's' seed 0"):
         run_train_clf(cfg2, progress=False)
+    real_run = Path(cfg.out_dir) / "clf" / "real" / "seed-0"
+    before = {f.name: f.read_bytes() for f in real_run.iterdir()}
     run_train_clf(cfg2, arms=[cfg2.arms[0]], progress=False)  # real-only runs stay valid: skipped, no error
+    assert "train-clf: 1 run(s) up to date" in capsys.readouterr().err
+    assert {f.name: f.read_bytes() for f in real_run.iterdir()} == before  # not retrained
 
 
 def test_test_set_is_scored_once_and_never_used_for_selection(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:

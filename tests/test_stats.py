@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 from scipy import stats
@@ -188,8 +186,9 @@ def test_constant_nonzero_differences(sign: float) -> None:
     b = np.array([0.5, 0.6, 0.7, 0.8, 0.55, 0.65])
     a = b + sign * 0.25  # exactly representable shift, so every difference is identical
     r = paired_test(a, b)
-    assert r["mean"] == sign * 0.25 and r["std"] == 0.0
-    assert r["t"] == sign * math.inf and r["p_t"] == 0.0
+    assert r["mean"] == sign * 0.25 and r["std"] == 0.0 and r["zero_spread"]
+    # Zero spread leaves t undefined (not p = 0, which would call two seeds 'better'); the sign test speaks.
+    assert r["t"] is None and r["p_t"] is None and r["p_sign"] == approx(2.0 / 2**6)
     assert r["ci_low"] == r["ci_high"] == sign * 0.25
     # All |d| tied: the enumeration gives the same floor 2 / 2**n as scipy's permutation test.
     assert r["p_wilcoxon"] == approx(2.0 / 2**6) == approx(stats.wilcoxon(a, b).pvalue)
@@ -280,3 +279,33 @@ def test_verdict(mean_diff, p, expected: str) -> None:
 def test_verdict_alpha() -> None:
     assert verdict(0.02, 0.03, alpha=0.01) == "no detectable difference"
     assert verdict(0.02, 0.03, alpha=0.05) == "better"
+
+
+# ----------------------------------------------------------------------------- sign test and decide
+
+
+@pytest.mark.parametrize("d", [[1, 1, 1], [1, -1, 2, 3, 0, 4], [-0.1] * 7, [0.2, -0.3, 0.1, 0.4, -0.2, 0.5, 0.3, 0.1]])
+def test_sign_test_matches_scipy_binomtest(d: list) -> None:
+    from ganaug.metrics.stats import sign_test
+
+    x = np.asarray(d, dtype=float)
+    pos, n = int((x > 0).sum()), int((x != 0).sum())
+    assert sign_test(d) == approx(stats.binomtest(pos, n, 0.5).pvalue)
+
+
+def test_min_pairs_for_alpha() -> None:
+    from ganaug.metrics.stats import min_pairs_for
+
+    assert [min_pairs_for(a) for a in (0.05, 0.1, 0.01, 0.2)] == [6, 5, 8, 4]
+
+
+def test_decide_needs_three_pairs_and_spread() -> None:
+    from ganaug.metrics.stats import decide
+
+    assert decide(paired_test([0.9, 0.95], [0.8, 0.82]), 0.01)[0] == "undecided (too few pairs)"
+    flat = paired_test([0.85, 0.86, 0.88, 0.9], [0.80, 0.81, 0.83, 0.85])  # +0.05 each time, up to the last bit
+    v, why = decide(flat, None)
+    assert v == "undecided (zero spread)" and "sign test gives p = 0.125" in why and flat["p_t"] is None
+    same = paired_test([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
+    assert decide(same, 1.0)[0] == "no detectable difference"
+    assert decide(paired_test([0.9, 0.91, 0.95], [0.8, 0.8, 0.81]), 0.01) == ("better", "paired t-test, adjusted p = 0.01")

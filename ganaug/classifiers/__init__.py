@@ -12,7 +12,10 @@ CLASSIFIERS = Registry("classifier")
 
 
 def register_classifier(name: str, **meta: Any) -> Callable:
-    """Register a builder `fn(*, resolution, channels, num_classes, width) -> nn.Module` (logits out)."""
+    """Register a builder `fn(*, resolution, channels, num_classes, width) -> nn.Module` (logits out).
+
+    Meta `ignores`: classifier config keys this network does not read (no fingerprint counts them).
+    """
     return CLASSIFIERS.register(name, **meta)
 
 

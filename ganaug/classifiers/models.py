@@ -42,7 +42,7 @@ def build_small_cnn(*, resolution: int, channels: int, num_classes: int, width: 
     return SmallCNN(resolution, channels, num_classes, width)
 
 
-@register_classifier("resnet18")
+@register_classifier("resnet18", ignores=("width",))
 def build_resnet18(*, resolution: int, channels: int, num_classes: int, **_: object) -> nn.Module:
     """torchvision's ResNet-18 for small inputs: a 3x3 stride-1 stem and no max pooling (as for CIFAR).
 

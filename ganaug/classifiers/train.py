@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.augment import ClassicAugment
-from ..data.images import to_float
+from ..data.images import image_hashes, to_float
 from ..data.mixing import BatchSource
 from ..utils import Stats, autocast, rng_state, set_rng_state
 
@@ -72,6 +72,7 @@ def train_classifier(
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
     val_labels = val_labels.cpu()
+    val_hashes = image_hashes(val_images)  # what selection really saw, for the audit: not declared, recorded
 
     best: Dict[str, Any] = {"val_acc": -1.0, "step": 0, "state": None}
     seen = {"real": 0, "fake": 0}
@@ -132,4 +133,4 @@ def train_classifier(
     bar.close()
     model.load_state_dict(best["state"])
     return {"model": model, "best_step": best["step"], "best_val_acc": best["val_acc"], "seen": seen,
-            "optimizer": opt.state_dict()}
+            "optimizer": opt.state_dict(), "val_hashes": val_hashes}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, NamedTuple
+from typing import Any, Callable, Dict, List, NamedTuple, Set, Tuple
 
 import torch.nn as nn
 
@@ -18,8 +18,21 @@ class GanNets(NamedTuple):
 
 
 def register_gan(name: str, **meta: Any) -> Callable:
-    """Register a builder `fn(*, resolution, channels, num_classes, **kwargs) -> GanNets`."""
+    """Register a builder `fn(*, resolution, channels, num_classes, **kwargs) -> GanNets`.
+
+    Meta `keys`: the gan config keys only this family reads (beside the shared ones every family reads);
+    a key another family owns cannot change this family's result, so no fingerprint of it counts it.
+    """
     return GANS.register(name, **meta)
+
+
+def family_keys(name: str) -> Tuple[str, ...]:
+    return tuple(GANS.meta(name).get("keys", ()))
+
+
+def owned_keys() -> Set[str]:
+    """Every gan config key that some family owns (the rest are shared by all)."""
+    return {k for n in GANS.names() for k in family_keys(n)}
 
 
 def get_gan(name: str, **kwargs: Any) -> GanNets:
@@ -33,8 +46,7 @@ def list_gans() -> List[str]:
 def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:
     """The builder arguments a config implies; stored in checkpoints to rebuild without the config."""
     kwargs = {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": gan_cfg.z_dim}
-    keys = GANS.meta(gan_cfg.name).get("keys", ())
-    if "channel_base" in keys:  # stylegan2
+    if "channel_base" in family_keys(gan_cfg.name):  # stylegan2
         kwargs.update({k: getattr(gan_cfg, k) for k in ("w_dim", "channel_base", "channel_max", "mapping_layers",
                                                         "mbstd_group", "style_mixing")})
     else:

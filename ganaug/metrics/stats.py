@@ -6,7 +6,9 @@ natural comparison is on the per-seed differences d = a - b. This module gives
 * ``mean_ci``      - mean, spread and Student-t confidence interval of one set of scores,
 * ``paired_test``  - paired t-test and Wilcoxon signed-rank test on d,
 * ``holm`` / ``bonferroni`` - family-wise corrections when many arms are compared with one baseline,
-* ``verdict``      - the plain-words reading of an adjusted p-value.
+* ``sign_test``    - the exact two-sided sign test, for when the t-test is undefined (zero spread),
+* ``verdict`` / ``decide`` - the plain-words reading of an adjusted p-value, and whether the evidence
+  allows one at all (at least ``MIN_PAIRS`` pairs, a non-zero spread of the differences).
 
 The statistics are computed here with numpy; scipy is used only for the t and normal distribution
 functions. Keeping the tests themselves out of scipy lets the unit tests check this code against
@@ -28,6 +30,9 @@ EXACT_MAX_N = 50
 # ... and with ties or zeros the exact signed-rank table no longer applies, so scipy enumerates all
 # 2**n sign flips (a permutation test) when n is at most this, and uses the normal approximation above.
 PERMUTATION_MAX_N = 13
+# Fewer pairs than this give no verdict: with 2 pairs the t-test has 1 degree of freedom and its interval
+# is wider than any effect worth reporting, and one lucky seed decides it.
+MIN_PAIRS = 3
 
 
 def _as_vector(values: Sequence[float], name: str) -> np.ndarray:
@@ -156,6 +161,12 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     if x.size == 0:
         raise ValueError("paired_test needs at least one pair")
     d = x - y
+    # Accuracies are counts over the same test set, so equal differences can differ in the last bit
+    # (0.85 - 0.80 != 0.86 - 0.81 in floating point); within this tolerance they are the same.
+    tol = 1e-12 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max()))
+    zero_spread = bool(d.size >= 2 and np.ptp(d) <= tol)
+    if zero_spread:
+        d = np.full_like(d, float(np.median(d)))
     summary = mean_ci(d, confidence)
     n = int(d.size)
     mean = float(summary["mean"])  # type: ignore[arg-type]
@@ -165,13 +176,11 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     p_t: Optional[float] = None
     if n >= 2:
         df = n - 1
-        if summary["std"] == 0.0:
-            # Zero spread makes t = mean / 0: identical differences of 0 are no evidence at all, while
-            # identical non-zero differences are as consistent as data can be (scipy would return nan).
+        if zero_spread:
+            # t = mean / 0. Identical differences of 0 are no evidence of a difference (p = 1); identical
+            # non-zero differences leave the t-test undefined (scipy returns nan): the sign test speaks instead.
             if mean == 0.0:
                 t_stat, p_t = 0.0, 1.0
-            else:
-                t_stat, p_t = math.copysign(math.inf, mean), 0.0
         else:
             t_stat = mean / float(summary["sem"])  # type: ignore[arg-type]
             p_t = float(2.0 * student_t.sf(abs(t_stat), df))
@@ -186,11 +195,33 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
         "t": t_stat,
         "df": df,
         "p_t": p_t,
+        "zero_spread": zero_spread,
+        "p_sign": sign_test(d),
         "w": w,
         "p_wilcoxon": p_w,
         "wilcoxon_method": method,
         "wilcoxon_min_p": min_p,
     }
+
+
+def sign_test(d: Sequence[float]) -> float:
+    """Exact two-sided sign test on differences ``d`` (zeros dropped): 2 * P(Binomial(n, 1/2) <= min(k+, k-))."""
+    x = _as_vector(d, "d")
+    pos, neg = int(np.sum(x > 0)), int(np.sum(x < 0))
+    n = pos + neg
+    if n == 0:
+        return 1.0
+    k = min(pos, neg)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+def min_pairs_for(alpha: float) -> int:
+    """The fewest pairs with which an exact signed-rank (or sign) test can reach p < alpha: 2 / 2**n < alpha."""
+    n = 1
+    while 2.0 / 2**n >= alpha:
+        n += 1
+    return n
 
 
 def _present(pvalues: Sequence[Optional[float]]) -> List[int]:
@@ -246,3 +277,24 @@ def verdict(mean_diff: Optional[float], p_adjusted: Optional[float], alpha: floa
         if mean_diff < 0:
             return "worse"
     return "no detectable difference"
+
+
+def decide(delta: Dict[str, Any], p_adjusted: Optional[float], alpha: float = 0.05) -> Tuple[str, str]:
+    """(verdict, reason) for a paired comparison (``paired_test``'s result) and its family-adjusted p-value.
+
+    No verdict comes from degenerate evidence: fewer than MIN_PAIRS pairs, or identical non-zero differences
+    (zero spread: the t-test is undefined). The verdict then starts with "undecided" and the reason says why;
+    identical differences of zero (the same result on every seed) are "no detectable difference".
+    """
+    n = delta.get("n") or 0
+    if n < MIN_PAIRS:
+        return ("undecided (too few pairs)",
+                f"only {n} pair{'s' if n != 1 else ''}; a verdict needs at least {MIN_PAIRS} seeds shared with the baseline")
+    if delta.get("zero_spread") and delta.get("mean"):
+        return ("undecided (zero spread)",
+                f"every one of the {n} pairs differs by the same {100 * delta['mean']:+.2f} points (zero spread), so "
+                f"the t-test is undefined; the exact sign test gives p = {delta['p_sign']:.3f}")
+    if delta.get("zero_spread"):
+        return "no detectable difference", f"the same result on all {n} seeds"
+    v = verdict(delta.get("mean"), p_adjusted, alpha)
+    return v, f"paired t-test, adjusted p = {p_adjusted:.3g}" if p_adjusted is not None else ""

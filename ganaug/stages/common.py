@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..checkpoint import Checkpointer, latest_resume, resume_files
-from ..config import ArmConfig, Config, fingerprint, save_config, to_dict
+from ..config import ArmConfig, Config, fingerprint, result_config, save_config, to_dict
 from ..data import load_dataset
 from ..data.sources import source_hflip
 from ..data.split import SplitData, apply_split
@@ -47,11 +47,16 @@ def echo(msg: str) -> None:
 
 @dataclass
 class RunPaths:
-    root: Path
+    root: Path  # classifier runs and the comparison
+    upstream: Optional[Path] = None  # split, GANs and samples (a sweep's sub-experiment reads its parent's)
+
+    @property
+    def up(self) -> Path:
+        return self.upstream or self.root
 
     @property
     def split(self) -> Path:
-        return self.root / "split"
+        return self.up / "split"
 
     @property
     def manifest(self) -> Path:
@@ -59,20 +64,24 @@ class RunPaths:
 
     # With gan_seeds, each independent GAN and its synthetic set get a folder of their own.
     def gan(self, gan_seed: Optional[int] = None) -> Path:
-        return self.root / "gan" if gan_seed is None else self.root / "gan" / f"seed-{gan_seed}"
+        return self.up / "gan" if gan_seed is None else self.up / "gan" / f"seed-{gan_seed}"
 
     def gan_checkpoint(self, gan_seed: Optional[int] = None) -> Path:
         return self.gan(gan_seed) / "checkpoint.pt"
 
     def samples(self, gan_seed: Optional[int] = None) -> Path:
-        return self.root / "samples" if gan_seed is None else self.root / "samples" / f"seed-{gan_seed}"
+        return self.up / "samples" if gan_seed is None else self.up / "samples" / f"seed-{gan_seed}"
+
+    def relative(self, path: Path) -> str:
+        """`path` relative to the run folder, as results record it (`../../samples` in a sub-experiment)."""
+        return Path(os.path.relpath(path, self.root)).as_posix()
 
     def stage(self, stage: "Stage", gan_seed: Optional[int] = None) -> Path:
         if stage == GAN:
             return self.gan(gan_seed)
         if stage == SAMPLES:
             return self.samples(gan_seed)
-        return self.root / stage.name
+        return self.up / stage.name
 
     @property
     def clf(self) -> Path:
@@ -87,7 +96,7 @@ class RunPaths:
 
 
 def paths(cfg: Config) -> RunPaths:
-    return RunPaths(Path(cfg.out_dir))
+    return RunPaths(Path(cfg.out_dir), Path(cfg.upstream_dir) if cfg.upstream_dir else None)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -108,9 +117,9 @@ SAMPLES = Stage("samples", "synthetic set", "ganaug sample")
 
 def stage_config(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
     """The config sections a stage's output depends on, its inputs' included, as plain data."""
-    out = {"data": to_dict(cfg.data), "split": to_dict(cfg.split)}
+    out = {"data": result_config("data", cfg.data), "split": to_dict(cfg.split)}
     if stage in (GAN, SAMPLES):
-        out["gan"] = to_dict(cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
+        out["gan"] = result_config("gan", cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
     if stage == SAMPLES:
         out["sample"] = to_dict(cfg.sample)
     return out
@@ -124,7 +133,7 @@ def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
     """Everything a classifier run depends on, as plain data."""
     return {
         "split": stage_fingerprint(cfg, SPLIT),
-        "classifier": to_dict(cfg.classifier),
+        "classifier": result_config("classifier", cfg.classifier),
         "arm": to_dict(arm),
         "seed": seed,
         "augment": (to_dict(cfg.augment) | {"hflip": source_hflip(cfg.data, cfg.augment.hflip)})
@@ -374,6 +383,14 @@ def save_run_config(cfg: Config) -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # Data every stage after split needs.
+
+
+def trained_on(data: SplitData, manifest: Dict[str, Any]) -> Dict[str, Any]:
+    """What a generator trained on, image by image, for the audit: the manifest indices and content hashes."""
+    from ..data.images import image_hashes
+
+    return {"n": len(data.train.labels), "indices": list(manifest["train"]["indices"]),
+            "hashes": image_hashes(data.train.images)}
 
 
 def load_split_data(cfg: Config) -> tuple[SplitData, Dict[str, Any]]:

@@ -14,10 +14,10 @@ import numpy as np
 
 from ..config import Config, arm_from_dict, sweep_arms, sweep_key, sweep_value
 from ..errors import StageError
-from ..metrics.stats import bonferroni, holm, mean_ci, paired_test, verdict
+from ..metrics.stats import MIN_PAIRS, bonferroni, decide, holm, mean_ci, min_pairs_for, paired_test
 from ..plots import plot_arm_accuracy, plot_confusions, plot_sweep, plot_val_curves
 from ..utils import atomic_write_json, atomic_write_text, read_jsonl
-from .audit import audit
+from .audit import SEVERITY, audit
 from .common import clf_fingerprint, echo, paths, read_record
 
 
@@ -71,16 +71,22 @@ def _describe_arm(arm: Dict[str, Any]) -> str:
 
 def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
     """One row per arm: mean, spread and interval; the paired difference from the baseline arm with its
-    interval, paired t and Wilcoxon p-values, the corrected p-value and a verdict."""
+    interval, paired t, sign and Wilcoxon p-values, the family-corrected p-value and a verdict.
+
+    The correction's family is the config's arms (its sweep included), always: runs of other arms found on
+    disk (`family: "extra"`) are corrected among themselves and never change a configured arm's verdict.
+    """
     conf = cfg.compare.confidence
     base_name = cfg.baseline_arm
     base = {r["seed"]: r["test"]["accuracy"] for r in results.get(base_name or "", [])}
+    configured = {a.name for a in cfg.all_arms}
     rows = []
     for name, runs in results.items():
         acc = [r["test"]["accuracy"] for r in runs]
         a, f = mean_ci(acc, conf), mean_ci([r["test"]["macro_f1"] for r in runs], conf)
         row: Dict[str, Any] = {
             "arm": name, "data": _describe_arm(runs[0]["arm_config"]), "arm_config": runs[0]["arm_config"],
+            "family": "config" if name in configured else "extra",
             "seeds": [r["seed"] for r in runs], "gan_seeds": [r.get("gan_seed") for r in runs],
             "n": len(runs), "acc": acc,
             # An accuracy cannot leave [0, 1]; its t-interval is clipped there.
@@ -91,22 +97,73 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
             "val_acc_mean": float(np.mean([r["val"]["accuracy"] for r in runs])),
             "is_baseline": name == base_name,
         }
-        delta = {k: None for k in ("n", "mean", "std", "ci_low", "ci_high", "t", "df", "p_t", "w", "p_wilcoxon",
-                                   "wilcoxon_method", "wilcoxon_min_p")}
+        delta: Dict[str, Any] = {k: None for k in ("n", "mean", "std", "ci_low", "ci_high", "t", "df", "p_t", "p_sign",
+                                                   "zero_spread", "w", "p_wilcoxon", "wilcoxon_method", "wilcoxon_min_p")}
         if base and name != base_name:
             paired = [(r["test"]["accuracy"], base[r["seed"]]) for r in runs if r["seed"] in base]
             if paired:
                 delta = paired_test([x for x, _ in paired], [y for _, y in paired], conf)
         row.update({f"delta_{k}": v for k, v in delta.items()})
+        # The p-value that enters the correction: the t-test's, or the sign test's where t is undefined.
+        row["delta_p_family"] = delta["p_t"] if delta["p_t"] is not None else delta["p_sign"]
         rows.append(row)
 
-    # Correct the paired t-tests for the number of arms compared with the baseline.
+    # Correct for the number of arms compared with the baseline, within each family.
     adjust = {"holm": holm, "bonferroni": bonferroni, "none": lambda ps: list(ps)}[cfg.compare.correction]
-    for row, p_adj in zip(rows, adjust([r["delta_p_t"] for r in rows])):
-        row["delta_p_adj"] = p_adj
-        row["verdict"] = "baseline" if row["is_baseline"] else (
-            "no baseline" if not base else verdict(row["delta_mean"], p_adj, cfg.compare.alpha))
+    for family in ("config", "extra"):
+        members = [r for r in rows if r["family"] == family]
+        for row, p_adj in zip(members, adjust([r["delta_p_family"] for r in members])):
+            row["delta_p_adj"] = p_adj
+            if row["is_baseline"]:
+                row["verdict"], row["verdict_reason"] = "baseline", ""
+            elif not base:
+                row["verdict"], row["verdict_reason"] = "no baseline", f"no runs of the baseline arm {base_name!r}"
+            else:
+                row["verdict"], row["verdict_reason"] = decide(
+                    {k[len("delta_"):]: v for k, v in row.items() if k.startswith("delta_")}, p_adj, cfg.compare.alpha)
     return rows
+
+
+# ----------------------------------------------------------------------------------------------------
+# Budget adequacy: was an arm still improving when its budget ran out?
+
+BUDGET_TAIL = 0.2  # the last part of the budget looked at
+
+
+def budget_flags(results: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
+    """Arms whose real-validation accuracy was still rising over the last 20% of their steps.
+
+    The rule: for at least half the seeds the selected (best) step lies in the last 20% of the budget, and
+    the best validation accuracy there beats the best before it, on average over seeds, by more than the
+    noise of a validation reading: the seeds' spread of their best validation accuracy, and the binomial
+    standard error sqrt(p (1 - p) / n_val) of an accuracy p measured on n_val images. Such an arm's verdict
+    may be the budget's, not the data's.
+    """
+    flags = {}
+    for name, runs in results.items():
+        gains, in_tail, best = [], 0, []
+        for r in runs:
+            f = Path(r["_dir"]) / "metrics.jsonl"
+            cut = (1.0 - BUDGET_TAIL) * r["budget"]["steps"]
+            curve = [(row["step"], row["acc/val"]) for row in read_jsonl(f) if "acc/val" in row] if f.is_file() else []
+            head = [a for s, a in curve if s <= cut]
+            tail = [a for s, a in curve if s > cut]
+            if not head or not tail:
+                continue
+            gains.append(max(tail) - max(head))
+            in_tail += r["val"]["selected_step"] > cut
+            best.append(r["val"]["accuracy"])
+        if not gains:
+            continue
+        gain = float(np.mean(gains))
+        spread = float(np.std(best, ddof=1)) if len(best) > 1 else 0.0
+        p_val = float(np.mean(best))
+        se = math.sqrt(p_val * (1.0 - p_val) / max(1, runs[0]["val"]["n"]))
+        if 2 * in_tail >= len(gains) and gain > max(spread, se):
+            flags[name] = {"seeds_best_in_tail": in_tail, "n": len(gains), "gain": gain, "spread": spread, "se": se,
+                           "tail_from_step": int((1.0 - BUDGET_TAIL) * runs[0]["budget"]["steps"]),
+                           "steps": runs[0]["budget"]["steps"]}
+    return flags
 
 
 def variance_note(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> str:
@@ -162,16 +219,23 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
     if row["is_baseline"]:
         delta = ["baseline", "", "", "", "", "baseline"]
     else:
+        flag = " (budget?)" if row.get("budget_flag") else ""
         delta = [_pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
-                 _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"]]
+                 _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"] + flag]
     return [row["arm"], row["data"], str(row["n"]), _pct(row["acc_mean"], row["acc_std"]),
             _ci(row["acc_ci_low"], row["acc_ci_high"]), _pct(row["f1_mean"], row["f1_std"])] + delta
+
+
+def _arms(n: int) -> str:
+    return f"{n} arm" if n == 1 else f"{n} arms"
 
 
 def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
                 stale: List[str]) -> List[str]:
     """What the table's numbers are: the protocol, the variance included, the tests, what was left out."""
     any_run = next(iter(results.values()))[0]
+    alpha = cfg.compare.alpha
+    configured = [r for r in rows if r["family"] == "config"]
     notes = [
         f"Test set: {any_run['test']['n']} real images, scored once per run; model selection on "
         f"{any_run['val']['n']} real validation images; every run {any_run['budget']['steps']} steps of "
@@ -179,14 +243,31 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
         f"Δ is the per-seed difference from {cfg.baseline_arm} (same seed, same split); intervals are Student-t "
         f"(accuracy's clipped to [0, 100]); p (t) is the paired t-test, p (Wilcoxon) the signed-rank test, both "
         f"two-sided; the verdict uses the paired t-test after {_correction(cfg)} correction over "
-        f"{sum(1 for r in rows if r['delta_p_t'] is not None)} arms, at alpha = {cfg.compare.alpha:g}.",
+        f"{_arms(sum(1 for r in configured if r['delta_p_family'] is not None))} (the config's), at alpha = {alpha:g}; "
+        f"a verdict needs at least {MIN_PAIRS} pairs and differences that are not all the same.",
     ]
     mins = {r["delta_n"]: r["delta_wilcoxon_min_p"] for r in rows if r["delta_wilcoxon_min_p"] is not None}
-    low = {n: p for n, p in mins.items() if p > cfg.compare.alpha}
+    low = {n: p for n, p in mins.items() if p >= alpha}
     if low:
         n, p = min(low.items())
-        notes.append(f"With {n} pairs the Wilcoxon test cannot go below p = {p:.3f}: it needs at least 6 pairs to "
-                     f"reach 0.05.")
+        notes.append(f"With {n} pairs the Wilcoxon test cannot go below p = {p:.3f}: it needs at least "
+                     f"{min_pairs_for(alpha)} pairs to reach {alpha:g}.")
+    undecided = [r for r in configured if r["verdict"].startswith("undecided")]
+    if undecided:
+        notes.append("Undecided: " + "; ".join(f"{r['arm']}: {r['verdict_reason']}" for r in undecided) + ".")
+    flagged = [r for r in configured if r.get("budget_flag")]
+    if flagged:
+        f0 = flagged[0]["budget_flag"]
+        steps = f0["steps"]
+        said = "; ".join(f"{r['arm']} (best step there for {r['budget_flag']['seeds_best_in_tail']} of "
+                         f"{r['budget_flag']['n']} seeds; best validation accuracy {100 * r['budget_flag']['gain']:+.2f} "
+                         f"points over the steps before, more than the seeds' spread {100 * r['budget_flag']['spread']:.2f} "
+                         f"and the validation set's standard error {100 * r['budget_flag']['se']:.2f})"
+                         for r in flagged)
+        notes.append(f"Budget check (budget?): still improving on real validation over the last "
+                     f"{100 * BUDGET_TAIL:g}% of the {steps} steps (after step {f0['tail_from_step']}): {said}. "
+                     f"A longer budget may change these verdicts; test it with "
+                     f"`ganaug run -c CONFIG --sweep classifier.steps={steps},{2 * steps},{4 * steps}`.")
     other_seed = [x for x in stale if x.endswith("(seed not in seeds)")]
     other_config = [x for x in stale if x not in other_seed]
     if other_seed:
@@ -200,23 +281,38 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
 
 
 def audit_lines(checks: List[Dict[str, str]]) -> List[str]:
-    """One line when every check passed; else one per check that did not."""
-    bad = [c for c in checks if c["status"] != "ok"]
-    if checks and not bad:
+    """One line when every check passed; else how many passed, then one line per check that did not."""
+    bad = sorted((c for c in checks if c["status"] != "ok"), key=lambda c: SEVERITY[c["status"]])
+    if not checks:
+        return []
+    if not bad:
         return [f"Protocol audit: all {len(checks)} checks passed ({'; '.join(c['check'] for c in checks)})."]
-    return [f"PROTOCOL {c['status'].upper()}: {c['check']}: {c['detail']}" for c in bad]
+    return ([f"Protocol audit: {len(checks) - len(bad)} of {len(checks)} checks passed."]
+            + [f"PROTOCOL {c['status'].upper()}: {c['check']}: {c['detail']}" for c in bad])
 
 
-def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], checks: List[Dict[str, str]]) -> str:
+EXTRA_HEADING = ("Other runs found on disk (arms this config does not list, e.g. from `train-clf --mix`): not part of "
+                 "the configured arms' correction family; corrected among themselves.")
+
+
+def _markdown_rows(cfg: Config, rows: List[Dict[str, Any]]) -> List[str]:
     head = table_head(cfg)
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
-    lines += ["| " + " | ".join(table_cells(r)) + " |" for r in rows]
-    return "\n".join(lines + [""] + notes + audit_lines(checks)) + "\n"
+    return (["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+            + ["| " + " | ".join(table_cells(r)) + " |" for r in rows])
+
+
+def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], checks: List[Dict[str, str]],
+                    extra_rows: Optional[List[Dict[str, Any]]] = None) -> str:
+    lines = _markdown_rows(cfg, rows) + [""] + notes + audit_lines(checks)
+    if extra_rows:
+        lines += ["", EXTRA_HEADING, ""] + _markdown_rows(cfg, extra_rows)
+    return "\n".join(lines) + "\n"
 
 
 CSV_COLUMNS = ["arm", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
                "delta_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_t", "delta_p_t",
-               "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean"]
+               "delta_p_sign", "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean",
+               "family"]
 
 
 def render_csv(rows: List[Dict[str, Any]]) -> str:
@@ -299,19 +395,25 @@ def run_compare(cfg: Config) -> str:
                          f"{' ...' if len(stale) > 3 else ''}); rerun `ganaug train-clf --force` or restore the config")
     if not results:
         raise StageError(f"no finished classifier runs under '{p.clf}'; run `ganaug train-clf --config ...` first")
-    rows = summarize(cfg, results)
+    every = summarize(cfg, results)
+    flags = budget_flags(results)
+    for row in every:
+        row["budget_flag"] = flags.get(row["arm"])
+    rows = [r for r in every if r["family"] == "config"]
+    extra_rows = [r for r in every if r["family"] == "extra"]
+    counted = {r["arm"]: results[r["arm"]] for r in rows} or results
     checks = audit(cfg, results) if cfg.compare.audit else []
     sweep = sweep_points(cfg, rows)
-    notes = table_notes(cfg, rows, results, stale)
-    md = render_markdown(cfg, rows, notes, checks)
+    notes = table_notes(cfg, every, counted, stale)
+    md = render_markdown(cfg, rows, notes, checks, extra_rows)
     out: Path = p.compare
-    plots = write_plots(cfg, rows, results, sweep, out)
+    plots = write_plots(cfg, rows or extra_rows, counted, sweep, out)
     atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
     atomic_write_text(out / "table.csv", render_csv(rows))
     atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
         "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
-        "rows": rows, "notes": notes, "sweep": sweep, "audit": checks,
+        "rows": rows, "extra_rows": extra_rows, "notes": notes, "sweep": sweep, "audit": checks,
         "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
     }))

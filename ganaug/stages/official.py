@@ -21,11 +21,21 @@ from typing import Optional
 
 from ..checkpoint import save_checkpoint
 from ..config import Config, to_dict
-from ..data.images import image_hashes
 from ..gans.official import check_repo, official_resolution, require_training_env, run_official_training, write_dataset_zip
 from ..plots import plot_gan_metrics
-from ..utils import atomic_write_json, read_jsonl
-from .common import GAN, TRAINED_ON, building, echo, load_split_data, paths, start_stage, write_record
+from ..utils import atomic_write_json, file_sha256, read_jsonl
+from .common import (
+    GAN,
+    TRAINED_ON,
+    building,
+    echo,
+    load_split_data,
+    output_hashes,
+    paths,
+    start_stage,
+    trained_on,
+    write_record,
+)
 
 STATE_FILE = "ganaug-stage.json"  # in <gan>.official/: the fingerprint of the config the run belongs to
 
@@ -111,12 +121,17 @@ def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: 
             "classes": data.classes,
             "shape": [c, h, w],
             "snapshot": str(result.pkl.relative_to(work)),  # where it came from, under official/
+            # As the native path: which config made it, and the hash of the pickle (which runs code when loaded).
+            "fingerprint": fp,
+            "stage_config": config,
+            "pkl_sha256": file_sha256(out / "network-final.pkl"),
         })
         # What the GAN saw, image by image, for the protocol audit in `compare`.
-        atomic_write_json(out / TRAINED_ON, {"n": n, "hashes": image_hashes(data.train.images)})
+        atomic_write_json(out / TRAINED_ON, trained_on(data, manifest))
         plot_gan_metrics(rows, out / "training.png", title=f"{g.name} (official) seed {seed}: losses and D outputs")
         write_record(out, "gan", fp, config, started, {"steps": step, "kimg": result.kimg, "seed": seed,
-                                                       "impl": "official"})
+                                                       "impl": "official",
+                                                       **output_hashes(out, "checkpoint.pt", "network-final.pkl")})
     (work / STATE_FILE).unlink(missing_ok=True)
     work.rename(gan_dir / "official")
 

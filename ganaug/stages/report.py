@@ -13,12 +13,13 @@ from typing import Any, Dict, List, Optional
 import yaml
 from PIL import Image
 
-from ..config import Config, to_dict
+from ..config import Config, sweep_experiments, to_dict
 from ..errors import StageError
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_text, read_jsonl
 from .common import echo, paths
-from .compare import run_compare, table_cells, table_head
+from .compare import EXTRA_HEADING, table_cells, table_head
+from .sweep import compare_all
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;
@@ -101,10 +102,33 @@ def _gan_sections(cfg: Config) -> List[str]:
     return parts
 
 
+def _audit(checks: List[Dict[str, str]]) -> str:
+    if not checks:
+        return "<p>The audit is off (compare.audit: false).</p>"
+    return "<ul>" + "".join(f'<li><span class="{c["status"]}">{html.escape(c["status"])}</span> — <b>'
+                            f'{html.escape(c["check"])}</b>: {html.escape(c["detail"])}</li>' for c in checks) + "</ul>"
+
+
+def _sweep_body(cfg: Config, table: Dict[str, Any]) -> List[str]:
+    """A sweep over an experiment key: the accuracy-against-value plot, then each value's table and audit."""
+    p = paths(cfg)
+    key = table["sweep"]["key"]
+    body = [_img(p.compare / "sweep.png", f"Test accuracy against {key}, per arm: mean, confidence band, each seed"),
+            "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"])]
+    for e in table["experiments"]:
+        sub = next(s for v, s in sweep_experiments(cfg) if v == e["value"])
+        body += [f"<h2>{html.escape(key)} = {e['value']:g}</h2>", _table(sub, e["rows"]),
+                 "".join(f"<p>{html.escape(n)}</p>" for n in e["notes"]), "<h3>Protocol audit</h3>", _audit(e["audit"])]
+        curves = paths(sub).compare / "val_curves.png"
+        if curves.is_file():
+            body.append(_img(curves, f"Validation accuracy over steps at {key} = {e['value']:g}"))
+    return body
+
+
 def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
     """Refresh the comparison, then write `<out_dir>/report.html` (or `output`)."""
     p = paths(cfg)
-    run_compare(cfg)
+    compare_all(cfg)
     table = json.loads((p.compare / "table.json").read_text())
     from .. import __version__
 
@@ -112,25 +136,29 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
         f"<h1>{html.escape(cfg.name)}</h1>",
         f'<p class="meta">ganaug {__version__} · run folder <code>{html.escape(str(p.root))}</code> · written '
         f"{time.strftime('%Y-%m-%d %H:%M')} · baseline <b>{html.escape(str(table['baseline']))}</b></p>",
-        "<h2>Result</h2>", _table(cfg, table["rows"]),
-        "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"]),
-        "<h2>Protocol audit</h2>",
-        "<ul>" + "".join(f'<li><span class="{c["status"]}">{html.escape(c["status"])}</span> — <b>'
-                         f'{html.escape(c["check"])}</b>: {html.escape(c["detail"])}</li>' for c in table["audit"]) + "</ul>"
-        if table["audit"] else "<p>The audit is off (compare.audit: false).</p>",
-        "<h2>Plots</h2>",
     ]
+    if "experiments" in table:
+        body += _sweep_body(cfg, table)
+    else:
+        body += ["<h2>Result</h2>", _table(cfg, table["rows"]),
+                 "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"]),
+                 "<h2>Protocol audit</h2>", _audit(table["audit"])]
+        if table.get("extra_rows"):
+            body += [f"<h3>{html.escape(EXTRA_HEADING)}</h3>", _table(cfg, table["extra_rows"])]
+    body.append("<h2>Plots</h2>")
     captions = {"accuracy.png": "Test accuracy per arm: each seed (faint), the mean and its confidence interval",
                 "sweep.png": "Test accuracy against the swept value, with the confidence band; the baseline for reference",
                 "val_curves.png": "Validation accuracy (real images only) over optimizer steps, mean and range over seeds",
                 "confusion.png": "Confusion matrices on the test set, summed over seeds, rows normalised to %"}
     for name in ["sweep.png", "accuracy.png", "val_curves.png", "confusion.png"]:
-        if name in table["plots"]:
+        if name in table["plots"] and "experiments" not in table:
             body.append(_img(p.compare / name, captions[name]))
     gan = _gan_sections(cfg)
     if gan:
         body += ["<h2>The GAN and its samples</h2>"] + gan
-    body += ["<h2>Every run</h2>", _runs_table(table["runs"]),
+    runs = table["runs"] if "runs" in table else [
+        r for e in table["experiments"] for r in json.loads((Path(e["out_dir"]) / "compare" / "table.json").read_text())["runs"]]
+    body += ["<h2>Every run</h2>", _runs_table(runs),
              "<h2>Config</h2>", f"<pre>{html.escape(yaml.safe_dump(to_dict(cfg), sort_keys=False))}</pre>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(cfg.name)} · ganaug report</title><style>{_CSS}</style></head>\n<body>\n"

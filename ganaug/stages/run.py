@@ -21,10 +21,10 @@ from .common import (
     stage_fingerprint,
     up_to_date,
 )
-from .compare import run_compare
 from .official import check_official_env
 from .sample import run_sample
 from .split import run_split
+from .sweep import compare_all, experiments
 from .train_clf import run_train_clf
 from .train_gan import run_train_gan
 
@@ -42,12 +42,16 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     if needs_gan(cfg) and cfg.gan.impl == "official" and (
             force or not all(up_to_date(cfg, GAN, g) for g in cfg.gan_replicates)):
         check_official_env(cfg)  # before any stage writes: the official code will have to train
-    run_split(cfg, force=force)
-    if needs_gan(cfg):
-        run_train_gan(cfg, force=force, progress=progress, resume=True)
-        run_sample(cfg, force=force)
-    run_train_clf(cfg, force=force, progress=progress, resume=True)
-    table = run_compare(cfg)
+    made = set()
+    for sub in experiments(cfg):  # the config, or each value of its experiment sweep
+        if paths(sub).up not in made:  # sub-experiments that share their parent's split and GAN make them once
+            made.add(paths(sub).up)
+            run_split(sub, force=force)
+            if needs_gan(sub):
+                run_train_gan(sub, force=force, progress=progress, resume=True)
+                run_sample(sub, force=force)
+        run_train_clf(sub, force=force, progress=progress, resume=True)
+    table = compare_all(cfg)
     save_run_config(cfg)
     echo(f"run: finished in {time.time() - started:.0f}s; table in {paths(cfg).compare}")
     return table
@@ -64,21 +68,28 @@ def plan(cfg: Config) -> List[str]:
             return f"resume (step {int(RESUME_NAME.match(saved[-1].name).group(1))})" if saved else "run"
         return "skip (up to date)" if rec.get("fingerprint") == fp else "differs: needs --force"
 
-    lines = [f"plan for '{cfg.name}' in {p.root}:",
-             f"  split      {state(p.split, stage_fingerprint(cfg, SPLIT)):24s} {cfg.data.source}, "
-             f"{cfg.split.n_per_class or cfg.split.first_per_class or cfg.split.fraction or 100} train/class"]
-    if needs_gan(cfg):
-        for g in cfg.gan_replicates:
-            tag = f" seed {g}" if g is not None else ""
-            length = f"{cfg.gan.kimg:g} kimg" if cfg.gan.kimg else f"{cfg.gan.epochs} epochs"
-            extra = f", augment {cfg.gan.augment}" if cfg.gan.augment not in (None, "none") else ""
-            lines.append(f"  train-gan  {state(p.gan(g), stage_fingerprint(cfg, GAN, g)):24s} {cfg.gan.name}{tag}, "
-                         f"{length}{extra}")
-            lines.append(f"  sample     {state(p.samples(g), stage_fingerprint(cfg, SAMPLES, g)):24s} "
-                         f"{cfg.sample.n_per_class}/class{tag}")
-    for arm in cfg.all_arms:
-        for seed in cfg.seeds:
-            lines.append(f"  train-clf  {state(p.clf_run(arm.name, seed), clf_fingerprint(cfg, arm, seed)):24s} "
-                         f"{arm.name} seed {seed}")
-    lines.append("  compare    run")
+    lines = [f"plan for '{cfg.name}' in {p.root}:"]
+    made = set()
+    for sub in experiments(cfg):
+        sp = paths(sub)
+        tag = f" [{sub.out_dir}]" if sub is not cfg else ""
+        if sp.up not in made:
+            made.add(sp.up)
+            lines.append(f"  split      {state(sp.split, stage_fingerprint(sub, SPLIT)):24s} {sub.data.source}, "
+                         f"{sub.split.n_per_class or sub.split.first_per_class or sub.split.fraction or 100} train/class")
+            if needs_gan(sub):
+                for g in sub.gan_replicates:
+                    gtag = f" seed {g}" if g is not None else ""
+                    length = f"{sub.gan.kimg:g} kimg" if sub.gan.kimg else f"{sub.gan.epochs} epochs"
+                    extra = f", augment {sub.gan.augment}" if sub.gan.augment not in (None, "none") else ""
+                    lines.append(f"  train-gan  {state(sp.gan(g), stage_fingerprint(sub, GAN, g)):24s} {sub.gan.name}{gtag}, "
+                                 f"{length}{extra}")
+                    lines.append(f"  sample     {state(sp.samples(g), stage_fingerprint(sub, SAMPLES, g)):24s} "
+                                 f"{sub.sample.n_per_class}/class{gtag}")
+        for arm in sub.all_arms:
+            for seed in sub.seeds:
+                lines.append(f"  train-clf  {state(sp.clf_run(arm.name, seed), clf_fingerprint(sub, arm, seed)):24s} "
+                             f"{arm.name} seed {seed}{tag}")
+    lines.append("  compare    run" + (f" (each of {len(experiments(cfg))} sub-experiments, then the summary)"
+                                       if cfg.experiment_sweep else ""))
     return lines

@@ -110,6 +110,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         echo(f"train-clf {counter} {arm.name} seed {seed}: resuming from {ckpt['path']} (step {ckpt['step']})")
 
     fp, config = clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed)
+    test_reads = data.test.reads  # every read of the test images from here on is this run's (the audit expects one)
     with building(run_dir, resume=ckpt is not None) as out, catch_stop() as stop:
         # Train, selecting weights on the real validation set; resumable checkpoints as configured.
         stats = Stats(out / "metrics.jsonl")
@@ -140,7 +141,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "seed": seed,
             "gan_seed": (gan_seed if gan_seed is not None else cfg.gan.seed) if arm.uses_synthetic else None,
             # Which synthetic set, relative to out_dir, so `compare` can audit it.
-            "synthetic_set": p.samples(gan_seed).relative_to(p.root).as_posix() if arm.uses_synthetic else None,
+            "synthetic_set": p.relative(p.samples(gan_seed)) if arm.uses_synthetic else None,
             "arm_config": to_dict(arm),
             "test": test,
             "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},
@@ -148,8 +149,8 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "train_pool": {"real": int(batches.is_real.sum()), "synthetic": int((~batches.is_real).sum())
                            + (len(batches.fake_y) if batches.p_real is not None else 0)},
             "seen": res["seen"],
-            "protocol": {"model_selection": "real validation set", "test_evaluations": 1,
-                         "validation_synthetic_images": 0},
+            # Counted where it happened: the images model selection scored, and how often the test set was read.
+            "protocol": {"validation_hashes": res["val_hashes"], "test_evaluations": data.test.reads - test_reads},
             "data_fingerprint": data.fingerprint,
             "train_seconds": round(train_seconds, 2),
         }

@@ -10,7 +10,6 @@ import torch.nn as nn
 
 from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from ..config import Config, to_dict
-from ..data.images import image_hashes
 from ..errors import CheckpointError
 from ..gans import GANS, gan_kwargs, get_gan
 from ..gans.official import load_official_generator
@@ -21,6 +20,7 @@ from ..utils import (
     atomic_write_json,
     autocast_dtype,
     catch_stop,
+    file_sha256,
     read_jsonl,
     resolve_device,
     rng_state,
@@ -38,6 +38,7 @@ from .common import (
     paths,
     resume_point,
     start_stage,
+    trained_on,
     write_record,
 )
 from .official import official_pkl, train_official
@@ -114,7 +115,7 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
             "rng": rng_state(),
         })
         # What the GAN saw, image by image, for the protocol audit in `compare`.
-        atomic_write_json(out / TRAINED_ON, {"n": len(data.train.labels), "hashes": image_hashes(data.train.images)})
+        atomic_write_json(out / TRAINED_ON, trained_on(data, manifest))
         plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
                          title=f"{g.name} seed {seed}: losses and D outputs")
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
@@ -144,7 +145,12 @@ def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
     hint = "train one with `ganaug train-gan --config ...`"
     ckpt = load_checkpoint(path, "gan", hint)
     if ckpt.get("impl") == "official":  # G_ema of the official snapshot beside the checkpoint
-        return load_official_generator(official_pkl(path, ckpt), ckpt["repo"], **ckpt["kwargs"]), ckpt
+        pkl = official_pkl(path, ckpt)
+        # A pickle runs code when it is loaded: open only the file train-gan recorded.
+        if ckpt.get("pkl_sha256") is not None and (not pkl.is_file() or file_sha256(pkl) != ckpt["pkl_sha256"]):
+            raise CheckpointError(f"'{pkl}' changed on disk since `ganaug train-gan` wrote it (its content hash differs "
+                                  f"from the one '{path}' records); restore it, or rerun `ganaug train-gan --force`")
+        return load_official_generator(pkl, ckpt["repo"], **ckpt["kwargs"]), ckpt
     GANS.check(ckpt["name"], f"checkpoint '{path}' gan name")
     G = get_gan(ckpt["name"], **ckpt["kwargs"]).G
     try:
