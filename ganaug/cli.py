@@ -13,7 +13,7 @@ import click
 import yaml
 
 from . import __version__
-from .config import Config, load_config, parse_arm_shorthand, to_dict
+from .config import AUGMENT_KINDS, Config, load_config, parse_arm_shorthand, to_dict
 from .errors import ConfigError, GanaugError, Interrupted
 
 
@@ -151,6 +151,16 @@ def sample(cfg: Config, force: bool, progress: bool) -> None:
     _save(cfg)
 
 
+@main.command()
+@_config_options
+def evaluate(cfg: Config, force: bool, progress: bool) -> None:
+    """Score every synthetic set against the real test images: FID, KID, precision/recall, density/coverage, copies."""
+    from .stages.evaluate import run_evaluate
+
+    run_evaluate(cfg, force=force)
+    _save(cfg)
+
+
 @main.command("train-clf")
 @_config_options
 @_resume_option
@@ -158,8 +168,8 @@ def sample(cfg: Config, force: bool, progress: bool) -> None:
               help="Train one arm on this data instead of the config's arms.")
 @click.option("--mix", "mix", default=None, metavar="p_real=P|add=K",
               help="One mixed arm: per-sample replacement (p_real) or K fakes per class added (add).")
-@click.option("--augment", "augment", type=click.Choice(["none", "classic"]), default=None,
-              help="Classic augmentation for the one arm given by --data/--mix.")
+@click.option("--augment", "augment", type=click.Choice(list(AUGMENT_KINDS)), default=None,
+              help="Augmentation (classic, or a torchvision policy) for the one arm given by --data/--mix.")
 @click.option("--arm", "arm_names", multiple=True, metavar="NAME", help="Only these arms of the config.")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds (default: the config's seeds).")
 def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Optional[str], mix: Optional[str],

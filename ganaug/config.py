@@ -92,6 +92,8 @@ class GanConfig:
     gpus: Optional[int] = None  # impl official: GPUs for train.py
     snap: Optional[int] = None  # impl official: ticks between snapshots
     seed: int = 0
+    eval_every: Optional[int] = None  # epochs between FID/KID of G_ema on the validation images (domain features)
+    select: Optional[Literal["last", "best-fid"]] = None  # keep the last G_ema (default) or the one of lowest val FID
     grid_every: int = 10  # epochs between fixed-noise sample grids
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
@@ -120,6 +122,9 @@ class ClassifierConfig:
     eval_every: int = 100  # steps between validation passes (real validation images only)
     amp: Literal["auto", "bf16", "off"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
+    pretrained: bool = False  # start from ImageNet weights (torchvision's, or the family's local file) and fine-tune
+    weights: Optional[str] = None  # a local ImageNet weights file (state_dict) to start from instead
+    input_size: Optional[int] = None  # with ImageNet weights: images are resized to this side [224]
 
 
 @dataclass
@@ -132,6 +137,11 @@ class AugmentConfig:
     scale: List[float] = field(default_factory=lambda: [0.9, 1.1])
     brightness: float = 0.2
     contrast: float = 0.0
+    mixup_alpha: Optional[float] = None  # arms with label_mix: mixup: lambda ~ Beta(alpha, alpha) [1.0, torchvision's]
+    cutmix_alpha: Optional[float] = None  # label_mix: cutmix [1.0]
+
+
+AUGMENT_KINDS = ("none", "classic", "trivialaugment", "randaugment", "autoaugment")
 
 
 @dataclass
@@ -146,12 +156,18 @@ class ArmConfig:
     name: str = "real"
     data: Literal["real", "synthetic", "mixed"] = "real"
     mix: Optional[MixConfig] = None
-    augment: Literal["none", "classic"] = "none"
+    # classic: flips/affine/colour drawn per sample; or torchvision's policies, drawn per sample
+    augment: Literal["none", "classic", "trivialaugment", "randaugment", "autoaugment"] = "none"
+    label_mix: Optional[Literal["mixup", "cutmix"]] = None  # MixUp or CutMix of images and labels, per sample
     oversample: bool = False  # draw training images class-balanced (random oversampling of small classes)
 
     @property
     def uses_synthetic(self) -> bool:
         return self.data != "real"
+
+    @property
+    def augmented(self) -> bool:
+        return self.augment != "none" or self.label_mix is not None
 
 
 @dataclass
@@ -176,6 +192,37 @@ class CompareConfig:
     alpha: float = 0.05  # significance level of the verdicts, after the correction
     correction: Literal["holm", "bonferroni", "none"] = "holm"  # for the number of arms compared with the baseline
     audit: bool = True  # check the protocol (no fakes in val/test, GAN saw only train images, equal budgets ...)
+    power: float = 0.8  # a "no detectable difference" says what difference it would have caught with this power
+    target_difference: float = 0.01  # ... and how many seeds this difference in accuracy (1 point) would need
+
+
+@dataclass
+class DomainConfig:
+    """The domain feature extractor: a small CNN trained on the real training split only (no selection)."""
+
+    steps: int = 800
+    width: int = 16  # features are 4 x width wide
+    batch_size: int = 64
+    lr: float = 0.002
+    seed: int = 0
+
+
+@dataclass
+class EvaluateConfig:
+    """Sample quality of every synthetic set against the real test images (`ganaug evaluate`)."""
+
+    enabled: bool = True  # `run` evaluates every synthetic set it makes
+    features: str = "domain"  # domain, inception, or a torchvision model name (resnet50, efficientnet_b0, ...)
+    inception_weights: Optional[str] = None  # the TorchScript inception-2015-12-05.pt (else the usual caches)
+    weights: Optional[str] = None  # a torchvision extractor's local weights file (else torchvision downloads them)
+    max_images: Optional[int] = None  # at most this many images per real set (and so per fake set); a CPU cap
+    kid_subsets: int = 100
+    k_pr: int = 3  # nearest neighbours for precision and recall (Kynkaanniemi et al.)
+    k_dc: int = 5  # for density and coverage (Naeem et al.)
+    copy_quantile: float = 0.05  # a fake is 'close' when nearer a training image than all but this share of test images
+    closest_pairs: int = 16  # fake / nearest-training-image pairs drawn in closest.png
+    seed: int = 0
+    domain: DomainConfig = field(default_factory=DomainConfig)
 
 
 @dataclass
@@ -205,6 +252,7 @@ class Config:
     sweep: Optional[SweepConfig] = None  # extra arms: one per swept value
     baseline: Optional[str] = None  # arm the others are compared with; None: the first real, unaugmented arm
     compare: CompareConfig = field(default_factory=CompareConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     # Not a YAML key: the run folder whose split, GAN and samples this one reads (a sub-experiment of a sweep
     # over a classifier key shares its parent's, since their fingerprints are the same).
@@ -242,7 +290,7 @@ class Config:
         if self.baseline is not None:
             return self.baseline
         for arm in self.arms:
-            if arm.data == "real" and arm.augment == "none":
+            if arm.data == "real" and not arm.augmented:
                 return arm.name
         return None
 
@@ -494,7 +542,8 @@ def _canonical(obj: Any) -> Any:
 
 # Keys that cannot change a stage's result: how often grids or snapshots are written, whether a missing data
 # set may be downloaded. A fingerprint hashes them at their default, like the keys a family does not read.
-COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download",), "classifier": ()}
+COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download",), "classifier": (),
+                 "evaluate": ("enabled", "closest_pairs")}
 
 
 def _pinned(obj: Any, unused: Sequence[str]) -> Dict[str, Any]:
@@ -516,6 +565,8 @@ def result_config(section: str, obj: Any) -> Dict[str, Any]:
 
         mine = set(family_keys(obj.name))
         unused += [k for k in owned_keys() if k not in mine]
+        if obj.select in (None, "last"):  # evaluating during training only watches; it changes the result when it selects
+            unused += ["eval_every", "select"]
     elif section == "classifier":
         from .classifiers import CLASSIFIERS
 
@@ -753,6 +804,17 @@ def validate(cfg: Config) -> None:
         _need(getattr(c, k) >= 1, f"classifier.{k}", f"must be 1 or more, got {getattr(c, k)}")
     _need(c.lr > 0, "classifier.lr", f"must be positive, got {c.lr}")
     _need(c.weight_decay >= 0, "classifier.weight_decay", f"must be 0 or more, got {c.weight_decay}")
+    if c.pretrained or c.weights is not None:
+        with_weights = [n for n in CLASSIFIERS.names() if CLASSIFIERS.meta(n).get("imagenet")]
+        _need(c.name in with_weights, "classifier.pretrained" if c.pretrained else "classifier.weights",
+              f"needs a network with ImageNet weights ({', '.join(with_weights)}), not {c.name}")
+    if c.weights is not None:
+        _need(Path(c.weights).expanduser().is_file(), "classifier.weights",
+              f"names '{c.weights}', which does not exist; point it at a state_dict of {c.name}'s ImageNet weights")
+    if c.input_size is not None:
+        _need(c.pretrained or c.weights is not None, "classifier.input_size",
+              "applies to networks started from ImageNet weights (classifier.pretrained or classifier.weights)")
+        _need(16 <= c.input_size <= 512, "classifier.input_size", f"must be between 16 and 512 pixels, got {c.input_size}")
 
     a = cfg.augment
     _need(0 <= a.degrees <= 180, "augment.degrees", f"must be in [0, 180], got {a.degrees}")
@@ -761,6 +823,9 @@ def validate(cfg: Config) -> None:
           f"must be [low, high] with 0 < low <= high, got {a.scale}")
     _need(0 <= a.brightness < 1, "augment.brightness", f"must be in [0, 1), got {a.brightness}")
     _need(0 <= a.contrast < 1, "augment.contrast", f"must be in [0, 1), got {a.contrast}")
+    for k in ("mixup_alpha", "cutmix_alpha"):
+        if getattr(a, k) is not None:
+            _need(getattr(a, k) > 0, f"augment.{k}", f"must be positive, got {getattr(a, k)}")
 
     _need(len(cfg.arms) >= 1, "arms", "must list at least one arm")
     seen = set()
@@ -807,8 +872,37 @@ def validate(cfg: Config) -> None:
     cmp = cfg.compare
     _need(0.5 <= cmp.confidence < 1.0, "compare.confidence", f"must be in [0.5, 1), e.g. 0.95, got {cmp.confidence}")
     _need(0.0 < cmp.alpha < 0.5, "compare.alpha", f"must be in (0, 0.5), e.g. 0.05, got {cmp.alpha}")
+    _need(0.5 <= cmp.power < 1.0, "compare.power", f"must be in [0.5, 1), e.g. 0.8, got {cmp.power}")
+    _need(0.0 < cmp.target_difference < 1.0, "compare.target_difference",
+          f"must be an accuracy difference in (0, 1), e.g. 0.01 for one point, got {cmp.target_difference}")
     if cfg.baseline is not None:
         _need(cfg.baseline in seen, "baseline", f"names no arm ('{cfg.baseline}'); arms are {', '.join(seen)}")
+    ev = cfg.evaluate
+    from .metrics.features import check_name
+
+    check_name(ev.features)
+    for k in ("kid_subsets", "k_pr", "k_dc", "closest_pairs"):
+        _need(getattr(ev, k) >= 1, f"evaluate.{k}", f"must be 1 or more, got {getattr(ev, k)}")
+    if ev.max_images is not None:
+        need = max(ev.k_pr, ev.k_dc) + 2
+        _need(ev.max_images >= need, "evaluate.max_images", f"must be at least {need} (for k nearest neighbours), "
+              f"got {ev.max_images}")
+    if ev.enabled and cfg.sample.proportions == "balanced" and any(a.uses_synthetic for a in cfg.all_arms):
+        need = max(ev.k_pr, ev.k_dc) + 2
+        _need(cfg.sample.n_per_class >= need, "sample.n_per_class",
+              f"is {cfg.sample.n_per_class}, too few fakes per class for `evaluate` (k = {max(ev.k_pr, ev.k_dc)} nearest "
+              f"neighbours need {need}); raise it, lower evaluate.k_dc, or set evaluate.enabled: false")
+    _need(0 < ev.copy_quantile < 0.5, "evaluate.copy_quantile", f"must be in (0, 0.5), e.g. 0.05, got {ev.copy_quantile}")
+    for k in ("steps", "width", "batch_size"):
+        _need(getattr(ev.domain, k) >= 1, f"evaluate.domain.{k}", f"must be 1 or more, got {getattr(ev.domain, k)}")
+    _need(ev.domain.lr > 0, "evaluate.domain.lr", f"must be positive, got {ev.domain.lr}")
+    if ev.inception_weights is not None:
+        _need(Path(ev.inception_weights).expanduser().is_file(), "evaluate.inception_weights",
+              f"names '{ev.inception_weights}', which does not exist; point it at the TorchScript inception-2015-12-05.pt")
+    if ev.weights is not None:
+        _need(ev.features not in ("domain", "inception"), "evaluate.weights",
+              f"is for a torchvision extractor, not {ev.features}" + ("; use evaluate.inception_weights"
+                                                                     if ev.features == "inception" else ""))
     ck = cfg.checkpoint
     if ck.every_steps is not None:
         _need(ck.every_steps >= 1, "checkpoint.every_steps", f"must be 1 or more (or null), got {ck.every_steps}")
@@ -899,6 +993,12 @@ def validate_gan(g: GanConfig) -> None:
     elif g.gpus is not None or g.snap is not None or g.repo is not None:
         raise ConfigError("config keys 'gan.repo', 'gan.gpus' and 'gan.snap' are for impl: official; remove them "
                           "or set gan.impl: official")
+    if g.eval_every is not None:
+        _need(g.eval_every >= 1, "gan.eval_every", f"must be 1 or more epochs, got {g.eval_every}")
+        _need(g.impl != "official", "gan.eval_every", "is not available with impl: official (its own metrics run there); "
+              "remove it, or use the native stylegan2")
+    _need(g.select != "best-fid" or g.eval_every is not None, "gan.select",
+          "is best-fid, which needs gan.eval_every (epochs between validation FIDs), e.g. gan.eval_every: 10")
     aug = g.augment or "none"
     _need(aug != "fixed" or g.augment_p is not None, "gan.augment_p", "must be set for augment: fixed (e.g. 0.2)")
     for k, kinds in _AUGMENT_KEYS.items():
@@ -946,7 +1046,7 @@ def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Option
             base = f"mixed-p{m.p_real:g}" if m.p_real is not None else f"real+{m.add}" if m.add is not None else "real+balance"
         else:
             base = arm.data
-        arm.name = base + ("-aug" if arm.augment == "classic" else "")
+        arm.name = base + {"none": "", "classic": "-aug"}.get(arm.augment, f"-{arm.augment}")
         validate_arm(arm, "arm")
     except ConfigError as e:
         raise ConfigError(f"{flags}: " + str(e).replace("config key 'arm.mix.", "'").replace("config key 'arm.", "'")) from None

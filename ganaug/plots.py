@@ -22,9 +22,9 @@ PathLike = Union[str, Path]
 DPI = 110
 SEED_DOT = dict(s=14, alpha=0.35, linewidths=0, zorder=2)
 
-__all__ = ["plot_arm_accuracy", "plot_confusions", "plot_gan_metrics", "plot_sweep", "plot_val_curves",
-           "plot_sweep_arms", "arm_accuracy_figure", "confusions_figure", "gan_metrics_figure", "sweep_arms_figure",
-           "sweep_figure", "val_curves_figure"]
+__all__ = ["arm_accuracy_figure", "confusions_figure", "gan_metrics_figure", "plot_arm_accuracy", "plot_confusions",
+           "plot_gan_metrics", "plot_precision_recall", "plot_sweep", "plot_sweep_arms", "plot_val_curves",
+           "precision_recall_figure", "sweep_arms_figure", "sweep_figure", "val_curves_figure"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -103,9 +103,11 @@ def gan_metrics_figure(rows: Sequence[Dict[str, Any]], title: str = "GAN trainin
     per_class = any(k is not None for k in groups)
     lw, alpha = (0.9, 0.75) if per_class else (1.5, 1.0)
 
-    fig = _new_figure(9.0, 3.9)
-    ax_loss, ax_prob = fig.subplots(1, 2)
-    drawn = {ax_loss: False, ax_prob: False}
+    with_fid = any(_num(r.get("fid/val")) is not None for r in rows)
+    fig = _new_figure(13.0 if with_fid else 9.0, 3.9)
+    axes = fig.subplots(1, 3 if with_fid else 2)
+    ax_loss, ax_prob = axes[0], axes[1]
+    drawn = {ax: False for ax in axes}
     labelled: set = set()
 
     def draw(ax: Any, group: List[Dict[str, Any]], key: str, color: str, label: str, **style: Any) -> None:
@@ -129,13 +131,18 @@ def gan_metrics_figure(rows: Sequence[Dict[str, Any]], title: str = "GAN trainin
         for key, color in _PROB_KEYS:
             draw(ax_prob, group, key, color, key)
         draw(ax_prob, group, "augment/p", "tab:orange", "ADA p", linestyle="--")
+        if with_fid:
+            draw(axes[2], group, "fid/val", "tab:brown", "FID (validation)", marker="o", ms=3)
 
     ax_loss.set_title("Losses", fontsize="medium")
     ax_loss.set_ylabel("loss")
     ax_prob.set_title("Discriminator outputs", fontsize="medium")
     ax_prob.set_ylabel("sigmoid output / probability")
     ax_prob.set_ylim(-0.03, 1.03)
-    for ax in (ax_loss, ax_prob):
+    if with_fid:
+        axes[2].set_title("FID of G_ema on the validation images", fontsize="medium")
+        axes[2].set_ylabel("FID (domain features)")
+    for ax in axes:
         if drawn[ax]:
             ax.set_xlabel("kimg (thousands of real images shown to D)")
             ax.grid(True, alpha=0.3)
@@ -468,3 +475,34 @@ def plot_sweep_arms(series: Dict[str, Sequence[Dict[str, Any]]], path: PathLike,
                     title: str = "Test accuracy across the sweep, per arm") -> Path:
     """Test accuracy (%) against a swept value, one line per arm. Written to `path`."""
     return _write_png(sweep_arms_figure(series, xlabel, title=title), path)
+
+
+def precision_recall_figure(sets: Sequence[Dict[str, Any]],
+                            title: str = "Precision (fidelity) against recall (diversity), per synthetic set") -> Figure:
+    """Each set's overall precision and recall (large marks) and per class (small), with the real-data floor."""
+    fig = _new_figure(6.5, 5.2)
+    ax = fig.subplots()
+    if not sets:
+        _empty(ax, "no evaluations")
+        return fig
+    for i, s in enumerate(sets):
+        floor = bool(s.get("floor"))
+        color = "0.3" if floor else f"C{i}"
+        per = [(float(p), float(r)) for p, r in s.get("per_class", []) if _num(p) is not None and _num(r) is not None]
+        if per:
+            ax.scatter([r for _, r in per], [p for p, _ in per], s=14, alpha=0.35, color=color, linewidths=0, zorder=2)
+        ax.scatter([s["recall"]], [s["precision"]], s=90, marker="s" if floor else "o", color=color, zorder=4,
+                   edgecolors="white", label=str(s["label"]))
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("recall: share of real test images inside the fakes' manifold")
+    ax.set_ylabel("precision: share of fakes inside the real manifold")
+    ax.grid(True, alpha=0.3)
+    _legend_below(ax, ncol=2)
+    ax.set_title(title + "\n(small marks: per class; square: real training images, the floor)", fontsize="medium")
+    return fig
+
+
+def plot_precision_recall(sets: Sequence[Dict[str, Any]], path: PathLike) -> Path:
+    """Precision against recall per synthetic set and class, with the floor. Written to `path`."""
+    return _write_png(precision_recall_figure(sets), path)

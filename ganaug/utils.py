@@ -187,6 +187,17 @@ def set_rng_state(state: Dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Leave every random stream (Python, NumPy, torch, CUDA) as it was: for work beside a training run that
+    must not change what the run draws (building an evaluator, training a feature extractor)."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 def autocast_dtype(setting: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype for `amp: auto|bf16|off` on this device, or None for full precision.
 

@@ -56,6 +56,7 @@ def tiny_config(tmp_path: Path, folder: Path, **sections: Any) -> Dict[str, Any]
         "gan": {"name": "cgan", "epochs": 2, "batch_size": 8, "z_dim": 8, "width": 8, "grid_every": 1},
         "sample": {"n_per_class": 10, "batch_size": 16, "grid_per_class": 2},
         "classifier": {"name": "small-cnn", "steps": 6, "batch_size": 8, "width": 4, "eval_every": 3},
+        "evaluate": {"domain": {"steps": 20, "width": 4}, "kid_subsets": 5},
         "arms": [
             {"name": "real", "data": "real"},
             {"name": "synthetic", "data": "synthetic"},

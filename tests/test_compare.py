@@ -228,8 +228,9 @@ def test_the_report_is_one_self_contained_html_file(finished: Path, tmp_path: Pa
     for v in srcs:
         with Image.open(io.BytesIO(base64.b64decode(v.split(",", 1)[1]))) as im:
             assert im.format == "PNG"
-    # sweep, accuracy, validation curves, confusions; per GAN: training curves, last grid, real-vs-fake grid
-    assert len(srcs) == 4 + 2 * 3
+    # sweep, accuracy, validation curves, confusions; per GAN: training curves, last grid, real-vs-fake grid;
+    # sample quality: the precision-recall plot, and each GAN's closest fake/training pairs
+    assert len(srcs) == 4 + 2 * 3 + 1 + 2
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

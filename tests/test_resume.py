@@ -201,6 +201,8 @@ def stop_at(monkeypatch: pytest.MonkeyPatch):
     ({"name": "stylegan2", "preset": "tiny", "epochs": 3, "z_dim": None, "width": None, "augment": "ada",
       "ada_kimg": 1, "ada_interval": 1, "r1_interval": 2}, 4),  # lazy R1, style mixing, ADA
     ({"name": "cgan", "epochs": 3, "augment": "diffaugment", "ada_kimg": None, "ada_interval": None}, 3),
+    ({"name": "cgan", "epochs": 4, "eval_every": 1, "select": "best-fid", "augment": None, "ada_kimg": None,
+      "ada_interval": None}, 5),  # validation FID each epoch, the best snapshot kept: stopped after its second
 ])
 def test_every_family_resumes_exactly(tmp_path: Path, stop_at: Any, gan: Dict[str, Any], stop: int) -> None:
     cfg = make_config(tmp_path, gan={k: v for k, v in gan.items() if v is not None},
@@ -209,6 +211,7 @@ def test_every_family_resumes_exactly(tmp_path: Path, stop_at: Any, gan: Dict[st
     for k, v in gan.items():
         if v is None:
             data["gan"].pop(k, None)
+    data["evaluate"] = {"domain": {"steps": 20, "width": 4}}
     write_yaml(cfg, data)
     run, ref = tmp_path / "run", tmp_path / "ref"
     c = ("--config", str(cfg))

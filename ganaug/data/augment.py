@@ -95,3 +95,71 @@ class ClassicAugment:
                 xf = (xf * factor + mean * (1 - factor)).clamp_(0, 255).floor_()
             x = xf.to(torch.uint8)
         return x
+
+
+# ----------------------------------------------------------------------------------------------------
+# torchvision's learned and random policies, and label mixing (MixUp, CutMix), drawn per sample.
+
+POLICIES = ("trivialaugment", "randaugment", "autoaugment")
+
+
+def _forked_seed(gen: torch.Generator) -> int:
+    """A seed drawn from the run's generator, for code that draws from torch's global RNG (torchvision's
+    policies): run under a fork of that RNG, it is reproducible and resumable with the run."""
+    return int(torch.randint(0, 2**62, (1,), generator=gen))
+
+
+class PolicyAugment:
+    """torchvision.transforms.v2's TrivialAugmentWide, RandAugment or AutoAugment (ImageNet policy), applied to
+    each image on its own (on a batch tensor v2 would draw one operation for the whole batch)."""
+
+    def __init__(self, kind: str):
+        from torchvision.transforms import v2
+
+        if kind not in POLICIES:
+            raise ValueError(f"unknown policy {kind!r}; one of {', '.join(POLICIES)}")
+        self.kind = kind
+        self.policy = {"trivialaugment": v2.TrivialAugmentWide, "randaugment": v2.RandAugment,
+                       "autoaugment": v2.AutoAugment}[kind]()
+
+    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """uint8 (N, C, H, W) -> uint8 (N, C, H, W), each image with its own draw."""
+        assert images.dtype == torch.uint8
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(_forked_seed(gen))
+            return torch.stack([self.policy(img) for img in images])
+
+
+class LabelMix:
+    """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) as torchvision.transforms.v2 defines them (each image
+    mixed with the next in the batch, lambda ~ Beta(alpha, alpha), CutMix's box from lambda), but with a lambda
+    (and a box) per sample rather than one per batch. Returns float images and soft labels."""
+
+    def __init__(self, kind: str, alpha: float, num_classes: int):
+        if kind not in ("mixup", "cutmix"):
+            raise ValueError(f"unknown label mixing {kind!r}; mixup or cutmix")
+        self.kind, self.alpha, self.num_classes = kind, alpha, num_classes
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+
+        n, _, h, w = x.shape
+        rng = np.random.default_rng(_forked_seed(gen))
+        lam = torch.from_numpy(rng.beta(self.alpha, self.alpha, size=n)).float()
+        onehot = torch.nn.functional.one_hot(y, self.num_classes).float()
+        x2, y2 = x.roll(1, 0), onehot.roll(1, 0)
+        if self.kind == "mixup":
+            mixed = lam.view(n, 1, 1, 1) * x + (1 - lam.view(n, 1, 1, 1)) * x2
+        else:
+            # torchvision's CutMix box: centre uniform in the image, sides sqrt(1 - lambda) of the image's.
+            cx, cy = torch.from_numpy(rng.uniform(0, w, n)), torch.from_numpy(rng.uniform(0, h, n))
+            r = 0.5 * torch.sqrt(1.0 - lam.double())
+            x0, x1 = (cx - r * w).clamp(0, w).long(), (cx + r * w).clamp(0, w).long()
+            y0, y1 = (cy - r * h).clamp(0, h).long(), (cy + r * h).clamp(0, h).long()
+            cols, rows = torch.arange(w).view(1, 1, w), torch.arange(h).view(1, h, 1)
+            inside = ((cols >= x0.view(n, 1, 1)) & (cols < x1.view(n, 1, 1))
+                      & (rows >= y0.view(n, 1, 1)) & (rows < y1.view(n, 1, 1)))  # (N, H, W)
+            mixed = torch.where(inside[:, None], x2, x)
+            lam = 1.0 - ((x1 - x0) * (y1 - y0)).float() / (w * h)  # the share the image kept
+        target = lam.view(n, 1) * onehot + (1 - lam.view(n, 1)) * y2
+        return mixed, target

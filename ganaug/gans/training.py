@@ -96,6 +96,9 @@ def train_gan(
     progress: bool = True,
     checkpointer: Optional[Checkpointer] = None,
     resume: Optional[Dict[str, Any]] = None,
+    evaluator: Optional[Callable[[nn.Module, Optional[int]], Dict[str, float]]] = None,
+    eval_every: Optional[int] = None,
+    select: Optional[str] = None,
 ) -> Dict[str, Any]:
     """Train G and D on uint8 `images`; returns the networks, optimizer and augmentation states and counters.
 
@@ -103,6 +106,8 @@ def train_gan(
     `kimg`, when given, sets the length in thousands of real images instead of `epochs`.
     `checkpointer` saves everything needed to continue; `resume` (one such checkpoint) continues from it,
     drawing the same batches, noise and augmentations as a run that was never interrupted.
+    `evaluator(G, cls)` scores the moving-average generator every `eval_every` epochs (FID on validation
+    images, in metrics.jsonl); `select: best-fid` keeps the snapshot with the lowest one.
     """
     G, D = nets.G.to(device), nets.D.to(device)
     if channels_last:
@@ -114,6 +119,7 @@ def train_gan(
         pairs = [(None, G, D, G_ema)]
     optim: Dict[str, Any] = {}
     augment_state: Dict[str, Any] = {}
+    selection: Dict[str, Any] = {}  # per pair: the epoch whose G_ema was kept (select: best-fid) and its FID
     counters = {"step": 0, "cur_nimg": 0}
     first = 0
     if resume is not None:  # the weights of every pair so far, and what the finished pairs left
@@ -123,6 +129,7 @@ def train_gan(
             G_ema.load_state_dict(resume["state_dict"]["G_ema"])
         done = resume["resume"]["done"]
         optim, augment_state, counters = dict(done["optimizer"]), dict(done["augment"]), dict(done["counters"])
+        selection = dict(done.get("selection", {}))
         first = int(resume["resume"]["pair"])
 
     for i, (cls, g, d, g_ema) in enumerate(pairs):
@@ -143,7 +150,8 @@ def train_gan(
                     "cur_nimg": counters["cur_nimg"] + cur["cur_nimg"],
                     "rng": rng_state(),
                     "resume": {"pair": i, "done": {"optimizer": dict(optim), "augment": dict(augment_state),
-                                                   "counters": dict(counters)}, "current": cur},
+                                                   "counters": dict(counters), "selection": dict(selection)},
+                               "current": cur},
                 }
 
             checkpointer.after_step(step, total, make_state, last=step >= total and i == len(pairs) - 1)
@@ -162,15 +170,17 @@ def train_gan(
             ema_kimg=ema_kimg, r1_gamma=r1_gamma, r1_interval=r1_interval, augment=augment or AugmentSettings(),
             mirror=mirror, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, grid_dir=grid_dir, grid_every=grid_every, progress=progress,
-            cls=cls, on_step=on_step, resume=pair_resume,
+            cls=cls, on_step=on_step, resume=pair_resume, evaluator=evaluator, eval_every=eval_every, select=select,
         )
         optim[key] = state["optimizer"]
+        if state["best"] is not None:
+            selection[key] = {k: v for k, v in state["best"].items() if k != "state"}
         if state["augment"] is not None:
             augment_state[key] = state["augment"]
         counters["step"] += state["step"]
         counters["cur_nimg"] += state["cur_nimg"]
     return {"G": G, "D": D, "G_ema": G_ema if G_ema is not None else G, "optimizer": optim,
-            "augment": augment_state, **counters}
+            "augment": augment_state, "selection": selection, **counters}
 
 
 def _train_pair(
@@ -180,6 +190,8 @@ def _train_pair(
     mirror: bool, device: torch.device, amp_dtype: Optional[torch.dtype], channels_last: bool,
     generator: torch.Generator, stats: Stats, grid_dir: Optional[Path], grid_every: int, progress: bool,
     cls: Optional[int], on_step: Callable[..., None], resume: Optional[Dict[str, Any]],
+    evaluator: Optional[Callable[[nn.Module, Optional[int]], Dict[str, float]]] = None, eval_every: Optional[int] = None,
+    select: Optional[str] = None,
 ) -> Dict[str, Any]:
     # Load data: uint8 on the device, converted per batch.
     x_all, y_all = images.to(device), labels.to(device)
@@ -214,6 +226,7 @@ def _train_pair(
     opt_D = torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(float(betas[0]) ** ratio, float(betas[1]) ** ratio))
     mem = torch.channels_last if channels_last else torch.contiguous_format
     step, cur_nimg = 0, 0
+    best: Optional[Dict[str, Any]] = None  # select: best-fid, the lowest validation FID so far and its G_ema
 
     # Resume: everything a step draws from or updates, as it was after the checkpoint's step.
     if resume is not None:
@@ -229,6 +242,7 @@ def _train_pair(
         stats.load_state_dict(resume["stats"])
         set_rng_state(resume["rng"])
         step, cur_nimg = int(resume["step"]), int(resume["cur_nimg"])
+        best = resume.get("best")
 
     def pair_state() -> Dict[str, Any]:
         """Everything above as plain data: for a resumable checkpoint, and what the pair returns when it is done."""
@@ -237,7 +251,7 @@ def _train_pair(
                 "augment": None if pipe is None else {"kind": augment.kind, "p": float(pipe.p),
                                                       "ada": ada.state_dict() if ada is not None else None},
                 "sampler": sampler.state_dict(), "generator": generator.get_state(), "fixed_z": fixed_z.cpu(),
-                "stats": stats.state_dict()}
+                "stats": stats.state_dict(), "best": best}
 
     # Train.
     G.train()
@@ -317,7 +331,17 @@ def _train_pair(
             extra = {} if cls is None else {"class": cls}
             now = time.time()
             img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
-            tick_start, tick_nimg = now, cur_nimg
+            if evaluator is not None and eval_every and (epoch % eval_every == 0 or epoch == epochs):
+                scored = G_ema if G_ema is not None else G
+                # Its own noise: the evaluation must not move the training's random streams.
+                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                    scores = evaluator(scored, cls)
+                for k, v in scores.items():
+                    stats.report(k, v)
+                if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
+                    best = {"fid": float(scores["fid/val"]), "epoch": epoch, "step": step, "kimg": cur_nimg / 1000,
+                            "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
+            tick_start, tick_nimg = time.time(), cur_nimg
             row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
                              **extra)
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p")
@@ -330,4 +354,6 @@ def _train_pair(
         # A resumable checkpoint when one is due (or Ctrl-C asked for one), after the step's every update.
         on_step(step, total, pair_state)
     bar.close()
+    if best is not None:  # select: best-fid - the kept generator is the snapshot with the lowest validation FID
+        (G_ema if G_ema is not None else G).load_state_dict(best["state"])
     return pair_state()

@@ -7,6 +7,8 @@ natural comparison is on the per-seed differences d = a - b. This module gives
 * ``paired_test``  - paired t-test and Wilcoxon signed-rank test on d,
 * ``holm`` / ``bonferroni`` - family-wise corrections when many arms are compared with one baseline,
 * ``sign_test``    - the exact two-sided sign test, for when the t-test is undefined (zero spread),
+* ``min_detectable_difference`` / ``pairs_needed`` - what a "no detectable difference" ruled out, by the
+  paired t-test's power (the noncentral t distribution),
 * ``verdict`` / ``decide`` - the plain-words reading of an adjusted p-value, and whether the evidence
   allows one at all (at least ``MIN_PAIRS`` pairs, a non-zero spread of the differences).
 
@@ -21,7 +23,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.stats import norm
+from scipy.stats import nct, norm
 from scipy.stats import t as student_t
 
 # scipy's ``wilcoxon(method="auto")`` rules (1.17): with more than this many differences (zeros
@@ -298,3 +300,38 @@ def decide(delta: Dict[str, Any], p_adjusted: Optional[float], alpha: float = 0.
         return "no detectable difference", f"the same result on all {n} seeds"
     v = verdict(delta.get("mean"), p_adjusted, alpha)
     return v, f"paired t-test, adjusted p = {p_adjusted:.3g}" if p_adjusted is not None else ""
+
+
+def t_power(effect: float, n: int, alpha: float) -> float:
+    """Power of the two-sided paired (one-sample) t-test with n pairs to detect a standardised effect."""
+    df = n - 1
+    crit = float(student_t.ppf(1.0 - alpha / 2.0, df))
+    nc = effect * math.sqrt(n)
+    return float(nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc))
+
+
+def min_detectable_difference(sd: float, n: int, alpha: float, power: float = 0.8) -> Optional[float]:
+    """The smallest true mean difference the paired t-test with n pairs detects with `power` at level `alpha`,
+    given a spread `sd` of the differences (as observed): the effect solving t_power = power, times sd."""
+    if n < 2 or not sd > 0:
+        return None
+    lo, hi = 0.0, 1.0
+    while t_power(hi, n, alpha) < power:
+        hi *= 2.0
+        if hi > 1e6:
+            return None
+    for _ in range(100):  # bisection on the standardised effect
+        mid = (lo + hi) / 2.0
+        lo, hi = (mid, hi) if t_power(mid, n, alpha) < power else (lo, mid)
+    return hi * sd
+
+
+def pairs_needed(difference: float, sd: float, alpha: float, power: float = 0.8, limit: int = 10_000) -> Optional[int]:
+    """The fewest pairs (seeds) with which the paired t-test detects `difference` with `power`, given spread `sd`."""
+    if not sd > 0 or difference == 0:
+        return None
+    effect = abs(difference) / sd
+    for n in range(2, limit + 1):
+        if t_power(effect, n, alpha) >= power:
+            return n
+    return None

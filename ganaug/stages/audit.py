@@ -18,7 +18,7 @@ import torch
 
 from ..config import Config
 from ..data.images import image_hashes
-from .common import TRAINED_ON, paths
+from .common import SELECTION, TRAINED_ON, paths
 
 PARTS = ("train", "val", "test")
 # The order a check's status is reported in: the worst first.
@@ -42,7 +42,8 @@ def audit(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[st
     runs = [r for rs in results.values() for r in rs]
     # Each synthetic set (as runs name it, relative to out_dir) and the GAN that made it.
     gan_of = {p.relative(p.samples(g)): p.gan(g) for g in cfg.gan_replicates}
-    return [split_check(manifest), _synthetic_check(p.root, runs, manifest), _gan_check(gan_of, runs, manifest),
+    return [split_check(manifest), _synthetic_check(p.root, runs, manifest),
+            _gan_check(gan_of, runs, manifest, p.features / TRAINED_ON),
             _budget_check(runs), _selection_check(runs, manifest)]
 
 
@@ -139,7 +140,8 @@ def _unrecorded_sets(runs: List[Dict[str, Any]]) -> str:
             "made by an older ganaug: retrain them to audit them")
 
 
-def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Dict[str, Any]) -> Dict[str, str]:
+def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Dict[str, Any],
+               domain: Path) -> Dict[str, str]:
     name = "the GAN saw only training images"
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
     if not sets:
@@ -149,7 +151,9 @@ def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Di
     held_idx = set(manifest["val"]["indices"]) | set(manifest["test"]["indices"])
     train_h = set(manifest["train"]["hashes"])
     held_h = set(manifest["val"]["hashes"]) | set(manifest["test"]["hashes"])
-    problems, unverified, n = [], [], 0
+    problems, unverified, n, said = [], [], 0, []
+    test_only = set(manifest["test"]["hashes"]) - set(manifest["val"]["hashes"])
+    val_h = set(manifest["val"]["hashes"])
     for rel in sets:
         gan_dir = gan_of.get(rel)
         if gan_dir is None:
@@ -171,11 +175,26 @@ def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Di
             problems.append(f"the GAN in '{gan_dir}' trained on {len(leaked)} validation/test image(s)")
         elif outside:
             problems.append(f"the GAN in '{gan_dir}' trained on {len(outside)} image(s) not in the split's training set")
+        chosen = gan_dir / SELECTION
+        if chosen.is_file():  # select: best-fid - its snapshot was chosen by FID on these images
+            hashes = json.loads(chosen.read_text()).get("val_hashes") or []
+            on_test = sum(h in test_only for h in hashes)
+            if on_test or not set(hashes) <= val_h:
+                problems.append(f"the GAN in '{gan_dir}' chose its snapshot on {on_test or len(set(hashes) - val_h)} "
+                                "image(s) that are not validation images")
+            else:
+                said.append(f"'{gan_dir}' chose its snapshot on the {len(hashes)} validation images")
+    if domain.is_file():  # the features of the validation FID (and of `evaluate`)
+        seen = json.loads(domain.read_text())
+        outside = [i for i in seen["indices"] if i not in train_idx]
+        if outside:
+            problems.append(f"the domain feature extractor trained on {len(outside)} image(s) not in the training set")
     if problems:
         return _check(name, "violation", "; ".join(problems))
     if unverified:
         return _check(name, "unverified", "; ".join(unverified))
-    return _check(name, "ok", f"{n} GAN(s): every image they trained on is a training image (indices and content hashes)")
+    return _check(name, "ok", f"{n} GAN(s): every image they trained on is a training image (indices and content hashes)"
+                              + "".join(f"; {x}" for x in said))
 
 
 def _budget_check(runs: List[Dict[str, Any]]) -> Dict[str, str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..checkpoint import Checkpointer, latest_resume, resume_files
+from ..classifiers import weights_identity
 from ..config import ArmConfig, Config, fingerprint, result_config, save_config, to_dict
 from ..data import load_dataset
 from ..data.sources import source_hflip
@@ -34,6 +35,7 @@ STAGE_FILE = "stage.json"
 RESUME_DIR = "resume"  # in <stage>.partial/: the resumable checkpoints of an unfinished training stage
 LOCK_FILE = "ganaug.lock"
 TRAINED_ON = "trained_on.json"  # beside a GAN checkpoint: the content hash of every image the GAN trained on
+SELECTION = "selection.json"  # beside a GAN checkpoint chosen by validation FID: the epochs kept, the images used
 
 
 def echo(msg: str) -> None:
@@ -81,7 +83,19 @@ class RunPaths:
             return self.gan(gan_seed)
         if stage == SAMPLES:
             return self.samples(gan_seed)
+        if stage == FEATURES:
+            return self.features
+        if stage == EVALUATE:
+            return self.evaluate(gan_seed)
         return self.up / stage.name
+
+    @property
+    def features(self) -> Path:
+        """The domain feature extractor (trained on the training images only)."""
+        return self.up / "features" / "domain"
+
+    def evaluate(self, gan_seed: Optional[int] = None) -> Path:
+        return self.up / "evaluate" if gan_seed is None else self.up / "evaluate" / f"seed-{gan_seed}"
 
     @property
     def clf(self) -> Path:
@@ -113,15 +127,21 @@ class Stage:
 SPLIT = Stage("split", "split", "ganaug split")
 GAN = Stage("gan", "trained GAN", "ganaug train-gan")
 SAMPLES = Stage("samples", "synthetic set", "ganaug sample")
+FEATURES = Stage("features", "domain feature extractor", "ganaug evaluate")
+EVALUATE = Stage("evaluate", "evaluation of the synthetic set", "ganaug evaluate")
 
 
 def stage_config(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
     """The config sections a stage's output depends on, its inputs' included, as plain data."""
     out = {"data": result_config("data", cfg.data), "split": to_dict(cfg.split)}
-    if stage in (GAN, SAMPLES):
+    if stage == FEATURES:
+        return out | {"domain": to_dict(cfg.evaluate.domain)}
+    if stage in (GAN, SAMPLES, EVALUATE):
         out["gan"] = result_config("gan", cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
-    if stage == SAMPLES:
+    if stage in (SAMPLES, EVALUATE):
         out["sample"] = to_dict(cfg.sample)
+    if stage == EVALUATE:
+        out["evaluate"] = result_config("evaluate", cfg.evaluate)
     return out
 
 
@@ -133,13 +153,23 @@ def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
     """Everything a classifier run depends on, as plain data."""
     return {
         "split": stage_fingerprint(cfg, SPLIT),
-        "classifier": result_config("classifier", cfg.classifier),
+        "classifier": result_config("classifier", cfg.classifier) | weights_identity(cfg.classifier),
         "arm": to_dict(arm),
         "seed": seed,
-        "augment": (to_dict(cfg.augment) | {"hflip": source_hflip(cfg.data, cfg.augment.hflip)})
-        if arm.augment == "classic" else None,
+        "augment": augment_config(cfg, arm),
         "samples": stage_fingerprint(cfg, SAMPLES, cfg.gan_seed_of(seed)) if arm.uses_synthetic else None,
     }
+
+
+def augment_config(cfg: Config, arm: ArmConfig) -> Optional[Dict[str, Any]]:
+    """The augmentation keys an arm's training reads (classic's numbers; a label mix's alpha)."""
+    out: Dict[str, Any] = {}
+    if arm.augment == "classic":
+        out = {k: v for k, v in to_dict(cfg.augment).items() if k not in ("mixup_alpha", "cutmix_alpha")}
+        out["hflip"] = source_hflip(cfg.data, cfg.augment.hflip)
+    if arm.label_mix is not None:
+        out[f"{arm.label_mix}_alpha"] = getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0
+    return out or None
 
 
 def clf_fingerprint(cfg: Config, arm: ArmConfig, seed: int) -> str:
@@ -193,15 +223,16 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
     )
 
 
-def start_stage(cfg: Config, stage: Stage, force: bool,
-                gan_seed: Optional[int] = None) -> Optional[tuple[str, Dict[str, Any]]]:
+def start_stage(cfg: Config, stage: Stage, force: bool, gan_seed: Optional[int] = None,
+                quiet: bool = False) -> Optional[tuple[str, Dict[str, Any]]]:
     """(fingerprint, config) when `stage` must run; None (and a line saying so) when it is up to date."""
     folder = paths(cfg).stage(stage, gan_seed)
     config = stage_config(cfg, stage, gan_seed)
     fp = fingerprint(config)
     if needs_run(folder, fp, config, force, f"the {stage.what}", stage.command):
         return fp, config
-    echo(f"{stage.command.split()[-1]}: up to date in {folder}")
+    if not quiet:
+        echo(f"{stage.command.split()[-1]}: up to date in {folder}")
     return None
 
 

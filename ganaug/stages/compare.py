@@ -14,11 +14,22 @@ import numpy as np
 
 from ..config import Config, arm_from_dict, sweep_arms, sweep_key, sweep_value
 from ..errors import StageError
-from ..metrics.stats import MIN_PAIRS, bonferroni, decide, holm, mean_ci, min_pairs_for, paired_test
-from ..plots import plot_arm_accuracy, plot_confusions, plot_sweep, plot_val_curves
+from ..metrics.stats import (
+    MIN_PAIRS,
+    bonferroni,
+    decide,
+    holm,
+    mean_ci,
+    min_detectable_difference,
+    min_pairs_for,
+    paired_test,
+    pairs_needed,
+)
+from ..plots import plot_arm_accuracy, plot_confusions, plot_precision_recall, plot_sweep, plot_val_curves
 from ..utils import atomic_write_json, atomic_write_text, read_jsonl
 from .audit import SEVERITY, audit
 from .common import clf_fingerprint, echo, paths, read_record
+from .quality import load_quality, precision_recall_sets, quality_rows, render_quality, render_quality_csv
 
 
 def collect_results(cfg: Config) -> tuple[Dict[str, List[Dict[str, Any]]], List[str]]:
@@ -66,7 +77,9 @@ def _describe_arm(arm: Dict[str, Any]) -> str:
     else:
         text = arm["data"]
     text += ", oversampled" if arm.get("oversample") else ""
-    return text + (" + classic aug" if arm.get("augment") == "classic" else "")
+    aug = arm.get("augment") or "none"
+    text += {"none": "", "classic": " + classic aug"}.get(aug, f" + {aug}")
+    return text + (f" + {arm['label_mix']}" if arm.get("label_mix") else "")
 
 
 def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
@@ -121,6 +134,14 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
             else:
                 row["verdict"], row["verdict_reason"] = decide(
                     {k[len("delta_"):]: v for k, v in row.items() if k.startswith("delta_")}, p_adj, cfg.compare.alpha)
+        # What a "no detectable difference" ruled out: the power of the test at the family's per-arm level.
+        m = max(1, sum(1 for r in members if r["delta_p_family"] is not None))
+        level = cfg.compare.alpha / (m if cfg.compare.correction != "none" else 1)
+        for row in members:
+            n, sd = row["delta_n"] or 0, row["delta_std"]
+            row["mde"] = min_detectable_difference(sd, n, level, cfg.compare.power) if sd else None
+            row["pairs_for_target"] = pairs_needed(cfg.compare.target_difference, sd, level, cfg.compare.power) if sd else None
+            row["power_level"] = level
     return rows
 
 
@@ -255,6 +276,15 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     undecided = [r for r in configured if r["verdict"].startswith("undecided")]
     if undecided:
         notes.append("Undecided: " + "; ".join(f"{r['arm']}: {r['verdict_reason']}" for r in undecided) + ".")
+    nodiff = [r for r in configured if r["verdict"] == "no detectable difference" and r.get("mde") is not None]
+    if nodiff:
+        level, power = nodiff[0]["power_level"], cfg.compare.power
+        target = 100 * cfg.compare.target_difference
+        said = "; ".join(f"{r['arm']} could have detected |Δ| ≥ {100 * r['mde']:.2f} points with its {r['delta_n']} seeds"
+                         + (f", and {target:g} point{'s' if target != 1 else ''} would need {r['pairs_for_target']} seeds"
+                            if r["pairs_for_target"] else "") for r in nodiff)
+        notes.append(f"What \"no detectable difference\" rules out, at {100 * power:g}% power (two-sided paired t-test at "
+                     f"{level:.3g}, alpha over the family's arms, given each arm's observed spread): {said}.")
     flagged = [r for r in configured if r.get("budget_flag")]
     if flagged:
         f0 = flagged[0]["budget_flag"]
@@ -302,8 +332,10 @@ def _markdown_rows(cfg: Config, rows: List[Dict[str, Any]]) -> List[str]:
 
 
 def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], checks: List[Dict[str, str]],
-                    extra_rows: Optional[List[Dict[str, Any]]] = None) -> str:
+                    extra_rows: Optional[List[Dict[str, Any]]] = None, quality: Optional[List[str]] = None) -> str:
     lines = _markdown_rows(cfg, rows) + [""] + notes + audit_lines(checks)
+    if quality:
+        lines += [""] + quality
     if extra_rows:
         lines += ["", EXTRA_HEADING, ""] + _markdown_rows(cfg, extra_rows)
     return "\n".join(lines) + "\n"
@@ -405,15 +437,22 @@ def run_compare(cfg: Config) -> str:
     checks = audit(cfg, results) if cfg.compare.audit else []
     sweep = sweep_points(cfg, rows)
     notes = table_notes(cfg, every, counted, stale)
-    md = render_markdown(cfg, rows, notes, checks, extra_rows)
+    evaluations = load_quality(cfg)
+    quality = quality_rows(cfg, evaluations, results)
+    md = render_markdown(cfg, rows, notes, checks, extra_rows, render_quality(quality, evaluations))
     out: Path = p.compare
     plots = write_plots(cfg, rows or extra_rows, counted, sweep, out)
+    if evaluations:
+        plots.append(plot_precision_recall(precision_recall_sets(evaluations), out / "precision_recall.png").name)
     atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
     atomic_write_text(out / "table.csv", render_csv(rows))
+    if evaluations:
+        atomic_write_text(out / "quality.csv", render_quality_csv(evaluations))
     atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
         "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
         "rows": rows, "extra_rows": extra_rows, "notes": notes, "sweep": sweep, "audit": checks,
+        "quality": quality, "evaluations": evaluations,
         "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
     }))

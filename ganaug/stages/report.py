@@ -26,6 +26,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;mar
      padding:0 1em;color:#222;line-height:1.45}
 h1{margin-bottom:.1em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
 .meta{color:#666;font-size:.9em} .scroll{overflow-x:auto}
+table.verdicts{font-size:1em} table.verdicts td:nth-child(2){text-align:left}
 table{border-collapse:collapse;font-size:.84em;margin:.6em 0}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:right;white-space:nowrap}
 th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
@@ -64,6 +65,67 @@ def _table(cfg: Config, rows: List[Dict[str, Any]]) -> str:
                    + f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td></tr>')
     out.append("</tbody></table></div>")
     return "\n".join(out)
+
+
+def _verdicts(cfg: Config, rows: List[Dict[str, Any]]) -> str:
+    """The first thing read: each arm's verdict and its paired difference, narrow enough for any window."""
+    head = ["arm", "verdict", f"Δ acc vs {cfg.baseline_arm} (paired), {100 * cfg.compare.confidence:g}% CI",
+            "test acc % (mean ± std)", "training data"]
+    out = ['<table class="verdicts"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    for r in rows:
+        cells = table_cells(r)
+        verdict = cells[-1]
+        delta = "baseline" if r["is_baseline"] else f"{cells[6]} {cells[7]}"
+        out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}"><td>{html.escape(r["arm"])}</td>'
+                   f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td><td>{html.escape(delta)}</td>'
+                   f"<td>{html.escape(cells[3])}</td><td>{html.escape(cells[1])}</td></tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
+def _quality(cfg: Config, table: Dict[str, Any]) -> List[str]:
+    """The generator-quality table, the precision-recall plot, per-class numbers and the closest pairs."""
+    from .quality import render_quality
+
+    rows, evaluations = table.get("quality") or [], table.get("evaluations") or []
+    if not rows:
+        return []
+    md = render_quality(rows, evaluations)
+    lines = [line for line in md if line.startswith("|")]
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    body = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+            + "</tr></thead><tbody>"]
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        body.append("<tr>" + "".join(f'<td class="{"worse" if "COPIES?" in c else ""}">{html.escape(c)}</td>'
+                                     for c in cells) + "</tr>")
+    body.append("</tbody></table></div>")
+    parts = ["<h2>Sample quality</h2>", "\n".join(body)]
+    parts += [f"<p>{html.escape(n)}</p>" for n in md[len(lines) + 3:] if n]
+    p = paths(cfg)
+    if (p.compare / "precision_recall.png").is_file():
+        parts.append(_img(p.compare / "precision_recall.png", "Precision against recall: each synthetic set overall and "
+                                                               "per class, beside the real training images (the floor)"))
+    for e in evaluations:
+        tag = f" (GAN seed {e['gan_seed']})" if e["gan_seed"] is not None else ""
+        head = ["class", "FID", "floor FID", "precision", "recall", "density", "coverage", "copies (pixels)",
+                "class consistency"]
+        trs = []
+        for cls, v in e["per_class"].items():
+            f, fl = v["fake"], v["floor"]
+            trs.append("<tr>" + "".join(f"<td>{html.escape(x)}</td>" for x in [
+                cls, "-" if f is None else f"{f['fid']:.2f}", "-" if fl is None else f"{fl['fid']:.2f}",
+                *("-" if f is None else f"{f[k]:.3f}" for k in ("precision", "recall", "density", "coverage")),
+                f"{e['copies']['pixels']['per_class'][cls]['share']:.1%}",
+                f"{e['class_consistency']['per_class'][cls]:.1%}"]) + "</tr>")
+        parts.append(f"<details><summary>Per class{html.escape(tag)}</summary><div class=\"scroll\"><table><thead><tr>"
+                     + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>" + "".join(trs)
+                     + "</tbody></table></div></details>")
+        closest = p.evaluate(e["gan_seed"]) / "closest.png"
+        if closest.is_file():
+            parts.append(_img(closest, f"The fakes nearest to a training image (in pixels){tag}: each fake (left) beside "
+                                       "that training image (right)", scale=2))
+    return parts
 
 
 def _runs_table(runs: List[Dict[str, Any]]) -> str:
@@ -140,17 +202,19 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
     if "experiments" in table:
         body += _sweep_body(cfg, table)
     else:
-        body += ["<h2>Result</h2>", _table(cfg, table["rows"]),
+        body += ["<h2>Verdicts</h2>", _verdicts(cfg, table["rows"]),
+                 "<h2>Result in full</h2>", _table(cfg, table["rows"]),
                  "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"]),
                  "<h2>Protocol audit</h2>", _audit(table["audit"])]
         if table.get("extra_rows"):
             body += [f"<h3>{html.escape(EXTRA_HEADING)}</h3>", _table(cfg, table["extra_rows"])]
+        body += _quality(cfg, table)
     body.append("<h2>Plots</h2>")
     captions = {"accuracy.png": "Test accuracy per arm: each seed (faint), the mean and its confidence interval",
                 "sweep.png": "Test accuracy against the swept value, with the confidence band; the baseline for reference",
                 "val_curves.png": "Validation accuracy (real images only) over optimizer steps, mean and range over seeds",
                 "confusion.png": "Confusion matrices on the test set, summed over seeds, rows normalised to %"}
-    for name in ["sweep.png", "accuracy.png", "val_curves.png", "confusion.png"]:
+    for name in ["sweep.png", "accuracy.png", "val_curves.png", "confusion.png"]:  # precision_recall.png: above
         if name in table["plots"] and "experiments" not in table:
             body.append(_img(p.compare / name, captions[name]))
     gan = _gan_sections(cfg)

@@ -8,6 +8,7 @@ from typing import List
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config
 from .common import (
+    EVALUATE,
     GAN,
     RESUME_DIR,
     SAMPLES,
@@ -21,6 +22,7 @@ from .common import (
     stage_fingerprint,
     up_to_date,
 )
+from .evaluate import run_evaluate
 from .official import check_official_env
 from .sample import run_sample
 from .split import run_split
@@ -34,7 +36,7 @@ def needs_gan(cfg: Config) -> bool:
 
 
 def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
-    """split -> train-gan -> sample (when an arm uses fakes) -> train-clf for every arm and seed -> compare.
+    """split -> train-gan -> sample -> evaluate (when an arm uses fakes) -> train-clf for every arm and seed -> compare.
 
     Interrupted training stages are continued from their newest checkpoints.
     """
@@ -50,6 +52,8 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
             if needs_gan(sub):
                 run_train_gan(sub, force=force, progress=progress, resume=True)
                 run_sample(sub, force=force)
+                if sub.evaluate.enabled:
+                    run_evaluate(sub, force=force)
         run_train_clf(sub, force=force, progress=progress, resume=True)
     table = compare_all(cfg)
     save_run_config(cfg)
@@ -86,6 +90,9 @@ def plan(cfg: Config) -> List[str]:
                                  f"{length}{extra}")
                     lines.append(f"  sample     {state(sp.samples(g), stage_fingerprint(sub, SAMPLES, g)):24s} "
                                  f"{sub.sample.n_per_class}/class{gtag}")
+                    if sub.evaluate.enabled:
+                        lines.append(f"  evaluate   {state(sp.evaluate(g), stage_fingerprint(sub, EVALUATE, g)):24s} "
+                                     f"{sub.evaluate.features} features{gtag}")
         for arm in sub.all_arms:
             for seed in sub.seeds:
                 lines.append(f"  train-clf  {state(sp.clf_run(arm.name, seed), clf_fingerprint(sub, arm, seed)):24s} "

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..checkpoint import cpu_state, save_checkpoint
-from ..classifiers import get_classifier
+from ..classifiers import get_classifier, imagenet_kwargs
+from ..classifiers.models import load_imagenet_weights
 from ..classifiers.train import predict, train_classifier
 from ..config import ArmConfig, Config, save_config, to_dict
-from ..data.augment import ClassicAugment
+from ..data.augment import POLICIES, ClassicAugment, LabelMix, PolicyAugment
 from ..data.mixing import BatchSource
 from ..data.sources import source_hflip
 from ..data.split import SplitData
@@ -83,6 +84,15 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
 
+def make_augment(cfg: Config, arm: ArmConfig) -> Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]]:
+    """The per-sample augmentation an arm asks for: classic, or one of torchvision's policies."""
+    if arm.augment == "classic":
+        return ClassicAugment(cfg.augment, source_hflip(cfg.data, cfg.augment.hflip))
+    if arm.augment in POLICIES:
+        return PolicyAugment(arm.augment)
+    return None
+
+
 def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: Optional[torch.Tensor],
                fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str,
                ckpt: Optional[Dict[str, Any]]) -> None:
@@ -96,10 +106,16 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
 
     # Build the model, the batch source and the augmentation; all seeded by this run's seed.
     generator = seed_everything(seed)
-    kwargs = {"resolution": int(h), "channels": int(ch), "num_classes": num_classes, "width": c.width}
+    kwargs = {"resolution": int(h), "channels": int(ch), "num_classes": num_classes, "width": c.width,
+              **imagenet_kwargs(c)}
     model = get_classifier(c.name, **kwargs)
+    if (c.pretrained or c.weights is not None) and ckpt is None:  # fine-tune from ImageNet weights
+        source = load_imagenet_weights(c.name, model, c.weights)
+        echo(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
     batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator)
-    augment = ClassicAugment(cfg.augment, source_hflip(cfg.data, cfg.augment.hflip)) if arm.augment == "classic" else None
+    augment = make_augment(cfg, arm)
+    mixer = LabelMix(arm.label_mix, getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0, num_classes) \
+        if arm.label_mix is not None else None
     amp_dtype = autocast_dtype(c.amp, device)
     channels_last = use_channels_last(c.channels_last, device)
 
@@ -118,7 +134,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config, "classes": data.classes})
         res = train_classifier(
-            model, batches=batches, augment=augment, val_images=data.val.images, val_labels=data.val.labels,
+            model, batches=batches, augment=augment, mixer=mixer, val_images=data.val.images, val_labels=data.val.labels,
             steps=c.steps, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay, schedule=c.schedule,
             eval_every=c.eval_every, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, progress=progress, desc=f"train-clf {arm.name} seed {seed}",

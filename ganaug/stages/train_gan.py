@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import torch
 import torch.nn as nn
 
 from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
@@ -21,6 +22,7 @@ from ..utils import (
     autocast_dtype,
     catch_stop,
     file_sha256,
+    preserve_rng,
     read_jsonl,
     resolve_device,
     rng_state,
@@ -29,6 +31,7 @@ from ..utils import (
 )
 from .common import (
     GAN,
+    SELECTION,
     TRAINED_ON,
     building,
     echo,
@@ -91,6 +94,8 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         echo(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
     # Train, saving resumable checkpoints as configured; Ctrl-C / SIGTERM saves one and stops.
+    with preserve_rng():  # building the evaluator (a network) must not move the GAN's random streams
+        evaluator, val_hashes = (make_evaluator(cfg, data, device) if g.eval_every else (None, None))
     meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
             "classes": data.classes, "shape": [int(c), int(h), int(w)]}
@@ -104,7 +109,10 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
             augment=augment_settings(g), mirror=g.mirror, device=device, amp_dtype=amp_dtype,
             channels_last=channels_last, generator=generator, stats=stats, grid_dir=out / "grids",
             grid_every=g.grid_every, progress=progress, checkpointer=checkpointer, resume=ckpt,
+            evaluator=evaluator, eval_every=g.eval_every, select=g.select,
         )
+        # Which snapshot was kept, and on which images it was chosen (the audit: never a test image).
+        selection = {"kind": g.select or "last", "pairs": result["selection"], "val_hashes": val_hashes}
         save_checkpoint(out / "checkpoint.pt", {
             **meta,
             "state_dict": {k: cpu_state(result[k]) for k in ("G", "D", "G_ema")},
@@ -113,13 +121,17 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
             "step": result["step"],
             "cur_nimg": result["cur_nimg"],
             "rng": rng_state(),
+            "selection": selection,
         })
-        # What the GAN saw, image by image, for the protocol audit in `compare`.
+        # What the GAN saw, image by image, and what chose its snapshot, for the protocol audit in `compare`.
         atomic_write_json(out / TRAINED_ON, trained_on(data, manifest))
+        if g.select == "best-fid":
+            atomic_write_json(out / SELECTION, selection)
         plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
                          title=f"{g.name} seed {seed}: losses and D outputs")
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
                                                        "seed": seed, **output_hashes(out, "checkpoint.pt"),
+                                                       "selection": {k: v for k, v in selection.items() if k != "val_hashes"},
                                                        "resumed_from_step": ckpt["step"] if ckpt is not None else None})
     last = stats.last
     seconds = time.time() - started
@@ -130,6 +142,30 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
          f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f}{p_end} "
          f"-> {p.gan_checkpoint(gan_seed)}")
     return p.gan_checkpoint(gan_seed)
+
+
+def make_evaluator(cfg: Config, data: Any, device: Any) -> Tuple[Callable[[nn.Module, Optional[int]], Dict[str, float]],
+                                                                 List[str]]:
+    """FID and KID of a generator against the real validation images, in the domain features (trained on the
+    training images only); and the content hashes of the validation images it compares with."""
+    from ..data.images import image_hashes, to_uint8
+    from ..gans.training import generate
+    from ..metrics.features import build_domain
+    from ..metrics.quality import fid, kid
+    from .features import domain_checkpoint
+
+    extractor = build_domain(cfg.evaluate, device=device, domain_checkpoint=domain_checkpoint(cfg))
+    val_f, val_y = extractor(data.val.images), data.val.labels
+
+    def evaluate(G: nn.Module, cls: Optional[int]) -> Dict[str, float]:
+        y = val_y if cls is None else val_y[val_y == cls]  # a conditional G: the validation set's classes
+        z = torch.randn(len(y), G.z_dim, generator=torch.Generator().manual_seed(cfg.evaluate.seed))
+        cond = y.to(device) if cls is None and getattr(G, "conditional", False) else None
+        fake = extractor(to_uint8(generate(G, z.to(device), cond)))
+        real = val_f if cls is None else val_f[val_y == cls]
+        return {"fid/val": fid(real, fake), "kid/val": kid(real, fake, subsets=10, seed=cfg.evaluate.seed)["kid"]}
+
+    return evaluate, image_hashes(data.val.images)
 
 
 def augment_settings(g: Any) -> AugmentSettings:

@@ -1,0 +1,156 @@
+"""The generator-quality table beside the accuracy table: one row per synthetic set, from `evaluate`, and the
+floor the real training images reach against the same test images at the same sample size."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from ..config import Config
+from .common import EVALUATE, paths, up_to_date
+
+QUALITY_COLUMNS = ["set", "gan_seed", "features", "n_fake", "n_real", "fid", "kid", "kid_std", "kid_subset_size",
+                   "precision", "recall", "density", "coverage", "copies_pixels", "copies_features", "copy_flag",
+                   "class_consistency", "cas"]
+
+
+def load_quality(cfg: Config) -> List[Dict[str, Any]]:
+    """Each synthetic set's evaluation made by this config (others are left out, as stale classifier runs are)."""
+    out = []
+    for g in cfg.gan_replicates:
+        f = paths(cfg).evaluate(g) / "quality.json"
+        if f.is_file() and up_to_date(cfg, EVALUATE, g):
+            out.append(json.loads(f.read_text()))
+    return out
+
+
+def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
+                 results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
+    """One row per synthetic set, then the real-training-set floor (from the first evaluation: it is the same)."""
+    cas: Dict[Optional[str], List[float]] = {}
+    real_acc: List[float] = []
+    for runs in results.values():
+        for r in runs:
+            cfg_arm = r["arm_config"]
+            if cfg_arm["data"] == "synthetic" and cfg_arm.get("augment", "none") == "none":
+                cas.setdefault(r.get("synthetic_set"), []).append(r["test"]["accuracy"])
+            if r["arm"] == cfg.baseline_arm:
+                real_acc.append(r["test"]["accuracy"])
+    rows = []
+    for e in evaluations:
+        o = e["overall"]["fake"]
+        if o is None:
+            continue
+        rows.append({"set": e["synthetic_set"], "gan_seed": e["gan_seed"], "features": e["features"], "n_fake": o["n_fake"],
+                     "n_real": o["n_real"], **{k: o[k] for k in ("fid", "kid", "kid_std", "kid_subset_size", "precision",
+                                                                 "recall", "density", "coverage")},
+                     "copies_pixels": e["copies"]["pixels"]["overall"]["share"],
+                     "copies_features": e["copies"]["features"]["overall"]["share"],
+                     "copy_flag": e["copies"]["pixels"]["overall"]["flag"] or e["copies"]["features"]["overall"]["flag"],
+                     "class_consistency": e["class_consistency"]["overall"],
+                     "cas": float(np.mean(cas[e["synthetic_set"]])) if cas.get(e["synthetic_set"]) else None,
+                     "floor": False})
+    if evaluations:
+        e = evaluations[0]
+        for kind, label in (("floor", "real held-out images (the floor)"), ("train", "real training images")):
+            f = e["overall"].get(kind)
+            if f is None:
+                continue
+            rows.append({"set": label, "gan_seed": None, "features": e["features"], "n_fake": f["n_fake"],
+                         "n_real": f["n_real"], **{k: f[k] for k in ("fid", "kid", "kid_std", "kid_subset_size", "precision",
+                                                                     "recall", "density", "coverage")},
+                         "copies_pixels": None, "copies_features": None, "copy_flag": False,
+                         "class_consistency": e["class_consistency"]["reference_val_accuracy"] if kind == "floor" else None,
+                         "cas": (float(np.mean(real_acc)) if real_acc else None) if kind == "floor" else None, "floor": True})
+    return rows
+
+
+def _f(v: Optional[float], fmt: str = "{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]) -> List[str]:
+    """The quality table in Markdown, with what its numbers are."""
+    if not rows:
+        return []
+    e = next(x for x in evaluations if x["overall"]["fake"] is not None)
+    head = ["synthetic set", "FID", "KID x 1000", "precision", "recall", "density", "coverage", "copies (pixels)",
+            "copies (features)", "class consistency %", "CAS %"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for r in rows:
+        name = r["set"] + (f" (GAN seed {r['gan_seed']})" if r["gan_seed"] is not None else "")
+        copies = [_f(r["copies_pixels"], "{:.1%}"), _f(r["copies_features"], "{:.1%}")]
+        if r["copy_flag"]:
+            copies[0] += " COPIES?"
+        lines.append("| " + " | ".join([name, f"{r['fid']:.2f}", f"{1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f}",
+                                        _f(r["precision"]), _f(r["recall"]), _f(r["density"]), _f(r["coverage"]), *copies,
+                                        _f(r["class_consistency"], "{:.1%}").rstrip("%"),
+                                        _f(r["cas"], "{:.2%}").rstrip("%")]) + " |")
+    q = e["copies"]["pixels"]["overall"]["quantile"]
+    o = e["overall"]["fake"]
+    domain = e["features"] == "domain"
+    notes = [
+        f"Sample quality in {e['features_description']}: each set's fakes (a random {o['n_fake']}, as many per class as "
+        f"the real training set) against {o['n_real']} real test images (the reference). "
+        + (f"The floor is {e['n']['held_out']} other real test images against the same reference: what a perfect generator "
+           "would reach at this sample size (FID, KID and precision/recall are biased at small n). " if e["overall"]["floor"]
+           else "The test set is too small to hold out a floor beside the reference (it needs k + 2 images per class on "
+           "each side). ")
+        + ("The real training images are scored too, but the domain extractor was trained on them, so they sit closer to "
+           "their classes than any unseen image does: their row is not a floor in these features. " if domain else
+           "The real training images' row is a second floor. ")
+        + f"KID is the unbiased MMD with the cubic kernel, over "
+        f"{o['kid_subsets']} subsets of {o['kid_subset_size']}; precision/recall with k = {o['k_pr']} "
+        f"(Kynkaanniemi et al. 2019), density/coverage with k = {o['k_dc']} (Naeem et al. 2020).",
+        f"Copies: the share of all fakes nearer to a training image than all but {q:.0%} of the real test images are "
+        f"(so about {q:.0%} for a generator that does not copy; COPIES? when it is well above). Class consistency: the "
+        "share of fakes that the domain classifier (trained on the real training images only) labels as their class; "
+        "in the floor's row, that classifier's accuracy on the real validation images. CAS: test accuracy of the "
+        "classifier trained on that set alone (the synthetic arm); for the floor, of the baseline arm.",
+    ]
+    return ["Sample quality of each synthetic set:", ""] + lines + [""] + notes
+
+
+def render_quality_csv(evaluations: List[Dict[str, Any]]) -> str:
+    """Every number, overall and per class, for every set and its floor."""
+    buf = io.StringIO()
+    cols = ["set", "gan_seed", "class", "kind", "n_fake", "n_real", "fid", "kid", "kid_std", "kid_subset_size",
+            "precision", "recall", "density", "coverage", "copies_pixels", "copies_features", "class_consistency"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for e in evaluations:
+        parts = [("all", e["overall"])] + list(e["per_class"].items())
+        for cls, part in parts:
+            for kind in ("fake", "floor", "train"):
+                s = part.get(kind)
+                if s is None:
+                    continue
+                row = {"set": e["synthetic_set"], "gan_seed": e["gan_seed"], "class": cls, "kind": kind,
+                       **{k: s[k] for k in cols if k in s}}
+                if kind == "fake":
+                    copies = {space: e["copies"][space]["overall"] if cls == "all" else e["copies"][space]["per_class"][cls]
+                              for space in ("pixels", "features")}
+                    cc = e["class_consistency"]
+                    row.update(copies_pixels=copies["pixels"]["share"], copies_features=copies["features"]["share"],
+                               class_consistency=cc["overall"] if cls == "all" else cc["per_class"][cls])
+                w.writerow(row)
+    return buf.getvalue()
+
+
+def precision_recall_sets(evaluations: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """What the precision-recall plot draws: each set overall and per class, then the floor."""
+    def points(e: Dict[str, Any], kind: str) -> List[tuple]:
+        return [(v[kind]["precision"], v[kind]["recall"]) for v in e["per_class"].values() if v[kind] is not None]
+
+    out = [{"label": e["synthetic_set"] + (f" (GAN seed {e['gan_seed']})" if e["gan_seed"] is not None else ""),
+            "precision": e["overall"]["fake"]["precision"], "recall": e["overall"]["fake"]["recall"],
+            "per_class": points(e, "fake")} for e in evaluations]
+    if evaluations and evaluations[0]["overall"].get("floor"):
+        f = evaluations[0]["overall"]["floor"]
+        out.append({"label": "real held-out images (floor)", "precision": f["precision"], "recall": f["recall"],
+                    "per_class": points(evaluations[0], "floor"), "floor": True})
+    return out
