@@ -96,27 +96,27 @@ def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     extractor = get_extractor(ev, device=device, domain_checkpoint=domain)
     echo(f"evaluate: {extractor.description}")
 
-    # Which images. The test set (capped at max_images) is cut in two per class: a held-out part as large as the
-    # training set's class (the floor's stand-in for a perfect generator) and the reference the rest; the fakes
-    # are a random subset of the same size per class. Every set is compared with the same reference.
+    # Which images. The test set is cut in two per class: a held-out part as large as the training set's class (at
+    # most half the class), the floor's stand-in for a perfect generator, and the reference, the rest; the fakes
+    # are a random subset of the held-out part's size per class. Every set is compared with the same reference.
+    # max_images caps each set (a CPU cap for slow extractors), proportionally per class.
     gen = torch.Generator().manual_seed(ev.seed)
-    train_sel = _subset(data.train.labels, _cap(data.train.labels, len(classes), ev.max_images), gen)
+    nc = len(classes)
+    train_sel = _subset(data.train.labels, _cap(data.train.labels, nc, ev.max_images), gen)
+    train_counts = torch.bincount(data.train.labels[train_sel], minlength=nc).tolist()
     test_labels = data.test.labels
-    test_sel = _subset(test_labels, _cap(test_labels, len(classes), ev.max_images), gen)
-    test_counts = torch.bincount(test_labels[test_sel], minlength=len(classes)).tolist()
-    train_counts = torch.bincount(data.train.labels[train_sel], minlength=len(classes)).tolist()
-    held = [min(n_tr, n_te - need) if n_te - need >= need else 0 for n_tr, n_te in zip(train_counts, test_counts)]
-    perm = test_sel[torch.randperm(len(test_sel), generator=gen)]
-    taken = [0] * len(classes)
-    is_held = torch.zeros(len(perm), dtype=torch.bool)
-    for i, c in enumerate(test_labels[perm].tolist()):
-        if taken[c] < held[c]:
-            is_held[i], taken[c] = True, taken[c] + 1
-    held_sel, ref_sel = perm[is_held].sort().values, perm[~is_held].sort().values
+    test_counts = torch.bincount(test_labels, minlength=nc).tolist()
+    held = [min(n_tr, n_te // 2) if n_te // 2 >= need else 0 for n_tr, n_te in zip(train_counts, test_counts)]
+    held_sel = _subset(test_labels, held, gen)
+    rest = torch.ones(len(test_labels), dtype=torch.bool)
+    rest[held_sel] = False
+    pool = torch.nonzero(rest).flatten()
+    ref_sel = pool[_subset(test_labels[pool], _cap(test_labels[pool], nc, ev.max_images), gen)]
     fake_sel = _subset(fake_y, [h if h else n for h, n in zip(held, train_counts)], gen)
+    test_sel = torch.cat([ref_sel, held_sel]).sort().values
     test_images = data.test.images[test_sel]  # read once: evaluation, never selection
-    pos = {int(j): i for i, j in enumerate(test_sel.tolist())}
     test_f = extractor(test_images)
+    pos = {int(j): i for i, j in enumerate(test_sel.tolist())}
     feats = {"ref": test_f[[pos[int(j)] for j in ref_sel]], "held": test_f[[pos[int(j)] for j in held_sel]],
              "train": extractor(data.train.images[train_sel]), "fake": extractor(fake_x[fake_sel])}
     labels = {"ref": test_labels[ref_sel], "held": test_labels[held_sel], "train": data.train.labels[train_sel],
@@ -135,17 +135,22 @@ def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     overall = {kind: scores(source[kind]) for kind in kinds}
     per = {name: {kind: scores(source[kind], c) for kind in kinds} for c, name in enumerate(classes)}
 
-    # Copies: every fake's nearest training image, in pixels and in features, against real test images' own.
-    all_fake_f = extractor(fake_x)
-    train_f, train_px = extractor(data.train.images), data.train.images.float()
+    # Copies: each fake's nearest training image, in pixels and in features, against real test images' own. Every
+    # fake and every training image, unless max_images caps the sets (then the ones scored above).
+    capped = ev.max_images is not None
+    cp_x, cp_y = (fake_x[fake_sel], fake_y[fake_sel]) if capped else (fake_x, fake_y)
+    train_x = data.train.images[train_sel] if capped else data.train.images
+    cp_f = feats["fake"] if capped else extractor(fake_x)
+    train_f = feats["train"] if capped else extractor(data.train.images)
     copies: Dict[str, Any] = {}
-    for space, fake_q, test_q, ref in (("pixels", fake_x.float(), test_images.float(), train_px),
-                                       ("features", all_fake_f, test_f, train_f)):
+    for space, fake_q, test_q, ref in (("pixels", cp_x.float(), test_images.float(), train_x.float()),
+                                       ("features", cp_f, test_f, train_f)):
         d_fake, nn_idx = nearest(fake_q, ref)
         d_test, _ = nearest(test_q, ref)
-        per_class_share = {name: copy_share(d_fake[fake_y == c], d_test[test_labels[test_sel] == c], ev.copy_quantile)
+        per_class_share = {name: copy_share(d_fake[cp_y == c], d_test[test_labels[test_sel] == c], ev.copy_quantile)
                            for c, name in enumerate(classes)}
-        copies[space] = {"overall": copy_share(d_fake, d_test, ev.copy_quantile), "per_class": per_class_share}
+        copies[space] = {"overall": copy_share(d_fake, d_test, ev.copy_quantile), "per_class": per_class_share,
+                         "n_fakes": len(cp_y)}
         if space == "pixels":
             px_dist, px_idx = d_fake, nn_idx
 
@@ -165,7 +170,7 @@ def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
         "seconds": None,
     }
     with building(folder) as out:
-        _closest_pairs(fake_x, data.train.images, px_dist, px_idx, out / "closest.png", ev.closest_pairs)
+        _closest_pairs(cp_x, train_x, px_dist, px_idx, out / "closest.png", ev.closest_pairs)
         result["seconds"] = round(time.time() - started, 2)
         atomic_write_json(out / RESULT, result)
         write_record(out, "evaluate", fp, config, started, {"features": extractor.name})
