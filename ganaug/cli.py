@@ -122,7 +122,7 @@ def split(cfg: Config, force: bool, progress: bool) -> None:
     """Make the small-data split (train / real validation / held-out test) and save its manifest."""
     from .stages import run_split
 
-    run_split(cfg, force=force)
+    run_split(cfg, force=force, progress=progress)
     _save(cfg)
 
 
@@ -181,7 +181,10 @@ def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Opti
     if data is not None or mix is not None or augment is not None:
         if arm_names:
             raise ConfigError("--arm picks arms of the config; it cannot be combined with --data/--mix/--augment")
-        arms = [parse_arm_shorthand(data, mix, augment)]
+        arm = parse_arm_shorthand(data, mix, augment)
+        # The same arm as one the config lists (its keys, not its name)? Then that one: no second copy to train.
+        same = [a for a in cfg.all_arms if {**to_dict(a), "name": None} == {**to_dict(arm), "name": None}]
+        arms = [same[0] if same else arm]
     elif arm_names:
         known = {a.name: a for a in cfg.all_arms}
         missing = [n for n in arm_names if n not in known]

@@ -34,6 +34,10 @@ class DataConfig:
     bad_images: Literal["error", "skip"] = "error"  # imagefolder: stop at, or skip and list, unreadable files
     label_regex: Optional[str] = None  # imagefolder: labels from file names (group 'label' or the first group)
     download: bool = True  # torchvision sets: try to download when the files are missing
+    intensity: Optional[Literal["dtype", "minmax", "percentile"]] = None  # 16/32-bit images to 0..255: by type [dtype]
+    workers: Optional[int] = None  # imagefolder: decoding processes [min(4, CPUs)]
+    cache: Optional[str] = None  # imagefolder: where decoded tensors are kept [<run folder>/cache]
+    max_image_pixels: Optional[int] = None  # imagefolder: Pillow's decompression-bomb limit [Pillow's, 89,478,485]
 
 
 @dataclass
@@ -108,6 +112,7 @@ class SampleConfig:
     png: bool = True  # also write an ImageFolder tree of PNGs
     grid_per_class: int = 8
     truncation: Optional[float] = None  # stylegan2: psi toward the class's mean w (1 or None: none)
+    chunk_size: Optional[int] = None  # images generated and written at a time [16384]; changes no image
 
 
 @dataclass
@@ -542,7 +547,8 @@ def _canonical(obj: Any) -> Any:
 
 # Keys that cannot change a stage's result: how often grids or snapshots are written, whether a missing data
 # set may be downloaded. A fingerprint hashes them at their default, like the keys a family does not read.
-COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download",), "classifier": (),
+COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download", "workers", "cache", "max_image_pixels"), "classifier": (),
+                 "sample": ("chunk_size",),
                  "evaluate": ("enabled", "closest_pairs")}
 
 
@@ -759,6 +765,13 @@ def validate(cfg: Config) -> None:
         _need(4 <= d.resolution <= 1024, "data.resolution", f"must be between 4 and 1024 pixels, got {d.resolution}")
     if d.channels is not None:
         _need(d.channels in (1, 3), "data.channels", f"must be 1 (grayscale) or 3 (RGB), got {d.channels}")
+    for k in ("workers", "cache", "max_image_pixels"):
+        if getattr(d, k) is not None:
+            _need(d.source == "imagefolder", f"data.{k}", f"applies to source imagefolder, not {d.source}")
+    if d.workers is not None:
+        _need(d.workers >= 1, "data.workers", f"must be 1 or more processes, got {d.workers}")
+    if d.max_image_pixels is not None:
+        _need(d.max_image_pixels >= 1, "data.max_image_pixels", f"must be a positive number of pixels, got {d.max_image_pixels}")
     if d.label_regex is not None:
         _need(d.source == "imagefolder", "data.label_regex", f"applies to source imagefolder, not {d.source}")
         try:
@@ -793,6 +806,9 @@ def validate(cfg: Config) -> None:
     _need(sm.n_per_class >= 1, "sample.n_per_class", f"must be 1 or more, got {sm.n_per_class}")
     _need(sm.batch_size >= 1, "sample.batch_size", f"must be 1 or more, got {sm.batch_size}")
     _need(sm.grid_per_class >= 1, "sample.grid_per_class", f"must be 1 or more, got {sm.grid_per_class}")
+    if sm.chunk_size is not None:
+        _need(sm.chunk_size >= 16 and sm.chunk_size % 16 == 0, "sample.chunk_size",
+              f"must be a multiple of 16 (16 or more), got {sm.chunk_size}")
     if sm.truncation is not None:
         _need(0 <= sm.truncation <= 1, "sample.truncation", f"must be psi in [0, 1] (1: none), got {sm.truncation}")
         _need(bool(GANS.meta(g.name).get("truncation")), "sample.truncation",

@@ -93,3 +93,25 @@ def ok(*args: str) -> Result:
     r = invoke(*args)
     assert r.exit_code == 0, r.output
     return r
+
+
+def rewrite_synthetic(folder: Path, edit: Any, update_record: bool = False) -> None:
+    """Rewrite a synthetic set on disk with `edit(images) -> images` applied (as a buggy or tampering writer would);
+    with `update_record`, its stage.json hashes agree with the new files (as a buggy sampler would write them)."""
+    import json
+
+    import torch
+
+    from ganaug.data.synthetic import OUTPUTS, read_synthetic, save_synthetic
+    from ganaug.utils import file_sha256
+
+    images, labels, meta = read_synthetic(folder)
+    new = edit(images.clone())
+    keep = {k: v for k, v in meta.items() if k not in ("format", "images", "labels", "n", "shape", "classes")}
+    for name in OUTPUTS:
+        (folder / name).unlink(missing_ok=True)
+    save_synthetic(folder, new, torch.as_tensor(labels).clone(), meta["classes"], keep, png=False)
+    if update_record:
+        rec = json.loads((folder / "stage.json").read_text())
+        rec["outputs"] = {name: file_sha256(folder / name) for name in OUTPUTS}
+        (folder / "stage.json").write_text(json.dumps(rec))

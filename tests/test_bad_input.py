@@ -7,7 +7,6 @@ must be identical: a command that stops on bad input leaves no partial stage fol
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 from typing import Dict, Sequence, Tuple
@@ -22,9 +21,8 @@ from PIL import Image
 from ganaug.cli import main
 from ganaug.data.synthetic import TENSOR_FILE, load_synthetic
 from ganaug.errors import DataError
-from ganaug.utils import file_sha256
 
-from .conftest import make_folder, tiny_config, write_yaml
+from .conftest import make_folder, rewrite_synthetic, tiny_config, write_yaml
 
 
 def snapshot(root: Path) -> Dict[str, str]:
@@ -234,13 +232,11 @@ def test_08_synthetic_set_of_another_shape(sampled_run: Tuple[Path, Path], tmp_p
     shutil.copytree(run_src, run)
     cfg = write_yaml(tmp_path / "tiny.yaml", {**yaml.safe_load(cfg_src.read_text()), "out_dir": str(run)})
     path = run / "samples" / TENSOR_FILE
-    blob = torch.load(path, weights_only=True)
     shape = MISMATCHED[kind]
-    images = torch.randint(0, 256, (len(blob["labels"]), *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    torch.save({**blob, "images": images}, path)
-    record = json.loads((run / "samples" / "stage.json").read_text())
-    record["outputs"][TENSOR_FILE] = file_sha256(path)  # past the content check, to the shape check
-    (run / "samples" / "stage.json").write_text(json.dumps(record))
+    # Past the content check (the record agrees with the new files), to the shape check.
+    rewrite_synthetic(run / "samples", lambda x: torch.randint(0, 256, (len(x), *shape), dtype=torch.uint8,
+                                                               generator=torch.Generator().manual_seed(0)),
+                      update_record=True)
     fails_cleanly(run, ["train-clf", "-c", str(cfg), "--data", "synthetic"], str(path), f"has images of {shape} (C, H, W)",
                   "the real ones are (1, 16, 16)", "sample from a GAN trained on this split")
 

@@ -25,7 +25,7 @@ from ganaug.metrics.stats import holm, mean_ci, paired_test
 from ganaug.stages import run_all, run_compare, run_report
 from ganaug.stages.compare import variance_note
 
-from .conftest import make_folder, tiny_config, write_yaml
+from .conftest import make_folder, rewrite_synthetic, tiny_config, write_yaml
 
 ARMS = [{"name": "real", "data": "real"}, {"name": "synthetic", "data": "synthetic"},
         {"name": "real-aug", "data": "real", "augment": "classic"}]
@@ -98,8 +98,9 @@ def test_gan_seeds_train_independent_gans_and_the_table_says_so(finished: Path) 
         assert (root / "gan" / f"seed-{g}" / "checkpoint.pt").is_file()
         assert (root / "gan" / f"seed-{g}" / "training.png").is_file()
         assert (root / "samples" / f"seed-{g}" / "samples.pt").is_file()
-    a = torch.load(root / "samples/seed-0/samples.pt", weights_only=True)["images"]
-    b = torch.load(root / "samples/seed-1/samples.pt", weights_only=True)["images"]
+    from ganaug.data.synthetic import read_synthetic
+
+    a, b = read_synthetic(root / "samples/seed-0")[0], read_synthetic(root / "samples/seed-1")[0]
     assert not torch.equal(a, b)  # two GANs, two synthetic sets
     used = {(r["seed"], r["gan_seed"], r["synthetic_set"]) for r in _table(cfg)["runs"] if r["arm"] == "synthetic"}
     assert used == {(0, 0, "samples/seed-0"), (1, 1, "samples/seed-1"), (2, 0, "samples/seed-0")}
@@ -137,10 +138,12 @@ def _tamper_samples(cfg: Config) -> None:
     from ganaug.data import load_dataset
 
     test_image = load_dataset(cfg.data).images[manifest["test"]["indices"][0]]
-    f = root / "samples" / "seed-1" / "samples.pt"
-    blob = torch.load(f, weights_only=True)
-    blob["images"][3] = test_image
-    torch.save(blob, f)
+
+    def slip(images: torch.Tensor) -> torch.Tensor:
+        images[3] = test_image
+        return images
+
+    rewrite_synthetic(root / "samples" / "seed-1", slip)
 
 
 def _tamper_gan(cfg: Config) -> None:

@@ -18,7 +18,7 @@ from ganaug.errors import ConfigError
 from ganaug.metrics.quality import copy_share, fid, kid, nearest, prdc
 from ganaug.stages import run_all, run_compare, run_report
 
-from .conftest import invoke, make_folder, tiny_config, write_yaml
+from .conftest import invoke, make_folder, rewrite_synthetic, tiny_config, write_yaml
 
 
 def gauss(n: int, d: int = 8, shift: float = 0.0, seed: int = 0) -> torch.Tensor:
@@ -137,21 +137,22 @@ def test_a_set_of_jittered_training_copies_is_flagged_and_the_gans_is_not(evalua
     shutil.copytree(src.out_dir, tmp_path / "run")
     cfg = load_config(evaluated, [f"out_dir={tmp_path / 'run'}"])
     from ganaug.stages.common import load_split_data
-    from ganaug.utils import file_sha256
 
     data, _ = load_split_data(cfg)
-    f = tmp_path / "run" / "samples" / "samples.pt"
-    blob = torch.load(f, weights_only=True)
+    from ganaug.data.synthetic import read_synthetic
+
+    labels = read_synthetic(tmp_path / "run" / "samples")[1]
     g = torch.Generator().manual_seed(0)
-    for c in range(3):  # every fake becomes a training image of its class, off by at most 2 grey levels
-        idx = torch.nonzero(blob["labels"] == c).flatten()
-        train = data.train.images[data.train.labels == c]
-        noise = torch.randint(-2, 3, (len(idx), *train.shape[1:]), generator=g)
-        blob["images"][idx] = (train[torch.arange(len(idx)) % len(train)].int() + noise).clamp(0, 255).to(torch.uint8)
-    torch.save(blob, f)
-    rec = json.loads((f.parent / "stage.json").read_text())
-    rec["outputs"]["samples.pt"] = file_sha256(f)
-    (f.parent / "stage.json").write_text(json.dumps(rec))
+
+    def copies(images: torch.Tensor) -> torch.Tensor:
+        for c in range(3):  # every fake becomes a training image of its class, off by at most 2 grey levels
+            idx = torch.nonzero(labels == c).flatten()
+            train = data.train.images[data.train.labels == c]
+            noise = torch.randint(-2, 3, (len(idx), *train.shape[1:]), generator=g)
+            images[idx] = (train[torch.arange(len(idx)) % len(train)].int() + noise).clamp(0, 255).to(torch.uint8)
+        return images
+
+    rewrite_synthetic(tmp_path / "run" / "samples", copies, update_record=True)
     r = invoke("evaluate", "-c", str(evaluated), "--set", f"out_dir={tmp_path / 'run'}", "--force")
     assert r.exit_code == 0, r.output
     q = json.loads((tmp_path / "run" / "evaluate" / "quality.json").read_text())

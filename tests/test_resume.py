@@ -344,7 +344,7 @@ def test_inputs_changed_on_disk_are_named(tmp_path: Path) -> None:
     c = ("--config", str(cfg))
     for stage in ("split", "train-gan", "sample"):
         ok(stage, *c)
-    samples = run / "samples" / "samples.pt"
+    samples = run / "samples" / "images.npy"
     samples.write_bytes(samples.read_bytes() + b"\0")
     r = invoke("train-clf", *c, "--data", "synthetic")
     assert r.exit_code == 2 and (f"error: '{samples}' changed on disk since `ganaug sample` wrote it" in r.stderr), r.stderr

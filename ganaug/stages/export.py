@@ -10,7 +10,8 @@ import torch
 from ..config import Config
 from ..errors import ConfigError
 from ..gans.official import official_resolution, write_dataset_zip
-from .common import echo, load_split_data, paths
+from .common import SPLIT, echo, load_split_data, paths, up_to_date
+from .split import run_split
 
 EXPORT_FORMATS = ("stylegan2-ada",)
 
@@ -23,6 +24,8 @@ def run_export(cfg: Config, fmt: str = "stylegan2-ada", out: Optional[Path] = No
     """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"export format '{fmt}' is unknown; use one of {', '.join(EXPORT_FORMATS)}")
+    if not up_to_date(cfg, SPLIT):  # no split yet: make it (the export needs to know which images are training images)
+        run_split(cfg)
     data, _ = load_split_data(cfg)
     images, labels = data.train.images, data.train.labels
     path = Path(out) if out is not None else paths(cfg).root / "export" / f"{fmt}.zip"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import List
 
+from .. import memory
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config
 from .common import (
@@ -48,7 +49,11 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     for sub in experiments(cfg):  # the config, or each value of its experiment sweep
         if paths(sub).up not in made:  # sub-experiments that share their parent's split and GAN make them once
             made.add(paths(sub).up)
-            run_split(sub, force=force)
+            run_split(sub, force=force, progress=progress)
+            # What the later stages will take, now: an absurd count stops here, before the GAN trains.
+            later = ["sample"] + (["evaluate"] if sub.evaluate.enabled else []) if needs_gan(sub) else []
+            for stage in later + ["train-clf"]:
+                memory.check(sub, stage)
             if needs_gan(sub):
                 run_train_gan(sub, force=force, progress=progress, resume=True)
                 run_sample(sub, force=force)
@@ -99,4 +104,4 @@ def plan(cfg: Config) -> List[str]:
                              f"{arm.name} seed {seed}{tag}")
     lines.append("  compare    run" + (f" (each of {len(experiments(cfg))} sub-experiments, then the summary)"
                                        if cfg.experiment_sweep else ""))
-    return lines
+    return lines + memory.plan_lines(cfg)

@@ -6,11 +6,13 @@ import time
 from pathlib import Path
 from typing import List, Optional
 
+import numpy as np
 import torch
 
+from .. import memory
 from ..config import Config, to_dict
 from ..data.images import to_uint8
-from ..data.synthetic import class_counts, save_synthetic
+from ..data.synthetic import IMAGES_FILE, OUTPUTS, SetWriter, class_counts, read_synthetic
 from ..errors import CheckpointError, StageError
 from ..gans.training import generate
 from ..utils import resolve_device
@@ -29,6 +31,8 @@ from .common import (
 )
 from .train_gan import load_generator
 
+CHUNK = 16384  # images generated and written at a time (sample.chunk_size)
+
 
 def run_sample(cfg: Config, force: bool = False) -> List[Path]:
     """Write `<out_dir>/samples/` (one per entry of gan_seeds): samples.pt, images/<class>/*.png and grid.png."""
@@ -43,6 +47,7 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
         return out_dir
     fp, config = todo
     started = time.time()
+    memory.check(cfg, "sample")  # a count with a zero too many stops here, before anything is allocated
     require_stage(cfg, GAN, gan_seed)
     G, ckpt = load_generator(ckpt_path)
     made_by = ckpt.get("fingerprint")  # absent in checkpoints written before it was recorded
@@ -72,21 +77,32 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     device = resolve_device(cfg.device)
     G = G.to(device)
     gen = torch.Generator().manual_seed(s.seed)
-    y = torch.cat([torch.full((n,), c, dtype=torch.int64) for c, n in enumerate(counts)])
-    z = torch.randn(len(y), G.z_dim, generator=gen)
+    n = sum(counts)
+    shape = tuple(int(v) for v in data.train.images.shape[1:])
     g_kwargs = {"truncation_psi": s.truncation} if s.truncation is not None else {}  # stylegan2: toward the class's mean w
-    images = to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size, **g_kwargs))  # uint8, like the real set
-    echo(f"sample: {len(y)} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
-         f"from {ckpt_path}")
+    # Chunks of a multiple of batch_size (and of 16 rows: torch draws the same normals in chunks as in one call),
+    # so a chunked set is bit for bit the one an unchunked run makes.
+    chunk = max(s.batch_size, (s.chunk_size or CHUNK) // s.batch_size * s.batch_size)
+    bounds = np.cumsum([0] + counts)
+    echo(f"sample: {n} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
+         f"from {ckpt_path}" + (f", in chunks of {chunk}" if n > chunk else "")
+         + (f"; the PNG tree will take about {memory.png_seconds(n) / 60:.0f} min (sample.png: false skips it)"
+            if s.png and memory.png_seconds(n) > 60 else ""))
 
     with building(out_dir) as out:
-        save_synthetic(out, images, y, data.classes, {
-            "gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": gan_seed,
-            "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)}, png=s.png)
-        _real_vs_fake_grid(data.train.images, data.train.labels, images, y, num_classes, s.grid_per_class, gen,
+        writer = SetWriter(out, n, shape, data.classes, png=s.png)
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            y = torch.from_numpy(np.searchsorted(bounds, np.arange(a, b), side="right") - 1).to(torch.int64)
+            z = torch.randn(b - a, G.z_dim, generator=gen)
+            writer.add(to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size, **g_kwargs)), y)
+        writer.close({"gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": gan_seed,
+                      "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)})
+        images, labels, _ = read_synthetic(out)
+        _real_vs_fake_grid(data.train.images, data.train.labels, images, labels, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
-        write_record(out, "samples", fp, config, started, {"counts": counts, **output_hashes(out, "samples.pt")})
-    echo(f"sample: wrote {out_dir / 'samples.pt'}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
+        write_record(out, "samples", fp, config, started, {"counts": counts, **output_hashes(out, *OUTPUTS)})
+    echo(f"sample: wrote {out_dir / IMAGES_FILE}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
     return out_dir
 
 
@@ -99,7 +115,10 @@ def _real_vs_fake_grid(real_x: torch.Tensor, real_y: torch.Tensor, fake_x: torch
     for c in range(min(num_classes, 20)):
         for xs, ys in ((real_x, real_y), (fake_x, fake_y)):
             idx = torch.nonzero(ys == c).flatten()
-            idx = idx[torch.randperm(len(idx), generator=gen)[:k]]
+            if len(idx) > 1_000_000:  # a huge set: k random picks, not a permutation of a class
+                idx = idx[torch.randint(len(idx), (k,), generator=gen)]
+            else:
+                idx = idx[torch.randperm(len(idx), generator=gen)[:k]]
             row = xs[idx]
             if len(row) < k:  # a class with fewer than k images: pad with blanks
                 row = torch.cat([row, torch.zeros((k - len(row),) + tuple(xs.shape[1:]), dtype=torch.uint8)])

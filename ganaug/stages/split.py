@@ -9,10 +9,10 @@ from ..config import Config
 from ..data import load_dataset
 from ..data.split import make_split
 from ..utils import atomic_write_json
-from .common import SPLIT, building, echo, output_hashes, paths, start_stage, write_record
+from .common import SPLIT, building, data_cache, echo, output_hashes, paths, start_stage, write_record
 
 
-def run_split(cfg: Config, force: bool = False) -> Path:
+def run_split(cfg: Config, force: bool = False, progress: bool = False) -> Path:
     """Write `<out_dir>/split/manifest.json` unless the same config already made it."""
     p = paths(cfg)
     todo = start_stage(cfg, SPLIT, force)
@@ -20,11 +20,13 @@ def run_split(cfg: Config, force: bool = False) -> Path:
         return p.manifest
     fp, config = todo
     started = time.time()
-    ds = load_dataset(cfg.data)
-    for note in ds.notes:
-        echo(f"split: note: {note}")
-    manifest = make_split(ds, cfg.split, cfg.data)
     with building(p.split) as out:
+        # A decoded folder is cached with the split (split/cache/), so a failed split leaves nothing behind.
+        ds = load_dataset(cfg.data, cache_dir=data_cache(cfg, out), progress=progress)
+        for note in ds.notes:
+            echo(f"split: note: {note}")
+        manifest = make_split(ds, cfg.split, cfg.data)
+        manifest["notes"] = list(ds.notes)  # conversions, rescaled images, first frames, EXIF turns, skipped files
         atomic_write_json(out / "manifest.json", manifest)
         write_record(out, "split", fp, config, started, {"content_fingerprint": manifest["fingerprint"],
                                                       **output_hashes(out, "manifest.json")})

@@ -8,6 +8,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .. import memory
 from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier, imagenet_kwargs
 from ..classifiers.models import load_imagenet_weights
@@ -71,7 +72,8 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     if not todo:
         return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
-    # Load data once: the split, and the synthetic set if any arm needs it.
+    # Load data once: the split, and the synthetic set if any arm needs it (memory-mapped, shared between runs).
+    memory.check(cfg, "train-clf")
     data, _ = load_split_data(cfg)
     fakes: Dict[Optional[int], Tuple[torch.Tensor, torch.Tensor]] = {}
     for g in sorted({cfg.gan_seed_of(seed) for arm, seed, _ in todo if arm.uses_synthetic}, key=lambda g: g or 0):
