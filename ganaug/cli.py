@@ -170,10 +170,12 @@ def evaluate(cfg: Config, force: bool, progress: bool) -> None:
               help="One mixed arm: per-sample replacement (p_real) or K fakes per class added (add).")
 @click.option("--augment", "augment", type=click.Choice(list(AUGMENT_KINDS)), default=None,
               help="Augmentation (classic, or a torchvision policy) for the one arm given by --data/--mix.")
+@click.option("--generator", "generator", default=None, metavar="NAME",
+              help="Whose fakes the one arm given by --data/--mix uses (a name under generators:).")
 @click.option("--arm", "arm_names", multiple=True, metavar="NAME", help="Only these arms of the config.")
 @click.option("--seed", "seeds", multiple=True, type=int, help="Only these seeds (default: the config's seeds).")
 def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Optional[str], mix: Optional[str],
-              augment: Optional[str], arm_names: Sequence[str], seeds: Sequence[int]) -> None:
+              augment: Optional[str], generator: Optional[str], arm_names: Sequence[str], seeds: Sequence[int]) -> None:
     """Train classifiers for the config's arms and seeds (or one arm from --data/--mix/--augment)."""
     from .stages import experiments, run_train_clf
 
@@ -181,10 +183,12 @@ def train_clf(cfg: Config, force: bool, progress: bool, resume: bool, data: Opti
     if data is not None or mix is not None or augment is not None:
         if arm_names:
             raise ConfigError("--arm picks arms of the config; it cannot be combined with --data/--mix/--augment")
-        arm = parse_arm_shorthand(data, mix, augment)
+        arm = parse_arm_shorthand(data, mix, augment, generator, cfg.generators)
         # The same arm as one the config lists (its keys, not its name)? Then that one: no second copy to train.
         same = [a for a in cfg.all_arms if {**to_dict(a), "name": None} == {**to_dict(arm), "name": None}]
         arms = [same[0] if same else arm]
+    elif generator is not None:
+        raise ConfigError("--generator names whose fakes the one arm of --data/--mix uses; give --data or --mix too")
     elif arm_names:
         known = {a.name: a for a in cfg.all_arms}
         missing = [n for n in arm_names if n not in known]

@@ -15,7 +15,7 @@ import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Sequence, Union
+from typing import Any, Dict, List, Literal, NamedTuple, Optional, Sequence, Union
 
 import yaml
 
@@ -59,32 +59,34 @@ class SplitConfig:
 
 
 @dataclass
-class GanConfig:
-    """The GAN. Keys left out (None) are filled from the family's defaults, or the stylegan2 preset, when the
-    config is loaded, so the saved config.yaml holds every number used."""
+class GeneratorConfig:
+    """The keys every generator family reads; each family's schema (beside its builder in `gans/`) extends it.
+
+    Keys left out (None) are filled from the family's defaults (a preset) when the config is loaded, so the
+    saved config.yaml holds every number used.
+    """
 
     name: str = "cgan"
-    preset: Optional[Literal["auto", "cifar", "small", "tiny"]] = None  # stylegan2: network and training numbers
-    impl: Optional[Literal["native", "official"]] = None  # stylegan2-ada: ganaug's own code, or the official repo's
-    repo: Optional[str] = None  # impl official: a checkout of NVlabs/stylegan2-ada-pytorch
     epochs: int = 100
-    kimg: Optional[float] = None  # length in thousands of real images shown to D (each class's, if per_class)
+    kimg: Optional[float] = None  # length in thousands of real images seen (each class's, if per_class)
     batch_size: Optional[int] = None
-    z_dim: Optional[int] = None
     lr: Optional[float] = None
-    betas: Optional[List[float]] = None
-    width: int = 64  # dcgan/cgan: base channel count (ngf = ndf)
-    channel_base: Optional[int] = None  # stylegan2: channels at resolution r are min(channel_base // r, channel_max)
-    channel_max: Optional[int] = None
-    w_dim: Optional[int] = None  # stylegan2: intermediate latent size
-    mapping_layers: Optional[int] = None  # stylegan2: depth of the mapping network
-    mbstd_group: Optional[int] = None  # stylegan2: minibatch standard deviation group size
-    r1_gamma: Optional[float] = None  # stylegan2: R1 weight (lazy, every r1_interval minibatches)
-    r1_interval: Optional[int] = None
-    style_mixing: Optional[float] = None  # stylegan2: probability of mixing two latents in a training batch
-    per_class: bool = False  # dcgan: one generator per class
-    d_cond: Literal["concat", "projection"] = "concat"  # cgan: how D sees the label (one-hot maps or projection)
+    betas: Optional[List[float]] = None  # Adam's
     ema_kimg: Optional[float] = None  # half-life of the generator's moving average, in thousands of images; 0: off
+    mirror: bool = False  # x-flip real images at random (only for data whose classes survive a flip)
+    seed: int = 0
+    eval_every: Optional[int] = None  # epochs between FID/KID of G_ema on the validation images (domain features)
+    select: Optional[Literal["last", "best-fid"]] = None  # keep the last G_ema (default) or the one of lowest val FID
+    grid_every: int = 10  # epochs between fixed-noise sample grids
+    amp: Literal["auto", "bf16", "off"] = "auto"
+    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+@dataclass
+class GanConfig(GeneratorConfig):
+    """The keys of the families trained against a discriminator: the latent, and what D's inputs go through."""
+
+    z_dim: Optional[int] = None
     augment: Optional[Literal["ada", "diffaugment", "fixed", "none"]] = None  # what D's inputs go through
     augment_p: Optional[float] = None  # fixed: the probability; ada: where p starts (0); diffaugment: per op (1)
     ada_target: Optional[float] = None  # ada: the target of r_t = E[sign(D(real))]
@@ -92,15 +94,34 @@ class GanConfig:
     ada_kimg: Optional[float] = None  # ada: thousands of images over which p can go from 0 to 1
     augpipe: Optional[str] = None  # ada/fixed: the operations (bgc, bg, blit, geom, color)
     diffaugment: Optional[str] = None  # diffaugment: its policy, e.g. color,translation,cutout
-    mirror: bool = False  # x-flip real images at random (only for data whose classes survive a flip)
-    gpus: Optional[int] = None  # impl official: GPUs for train.py
-    snap: Optional[int] = None  # impl official: ticks between snapshots
-    seed: int = 0
-    eval_every: Optional[int] = None  # epochs between FID/KID of G_ema on the validation images (domain features)
-    select: Optional[Literal["last", "best-fid"]] = None  # keep the last G_ema (default) or the one of lowest val FID
-    grid_every: int = 10  # epochs between fixed-noise sample grids
-    amp: Literal["auto", "bf16", "off"] = "auto"
-    channels_last: Literal["auto", "on", "off"] = "auto"
+
+
+def family_schema(name: str) -> type:
+    """The config schema a generator family registered (`@register_gan(name, config=...)`)."""
+    from .gans import GANS
+
+    GANS.check(name, "config key 'gan.name'")
+    return GANS.meta(name).get("config", GanConfig)
+
+
+def default_gan() -> GeneratorConfig:
+    return family_schema("cgan")()
+
+
+class Rep(NamedTuple):
+    """One trained generator: which of the config's generators (None: the one `gan:`), and its seed (None: gan.seed)."""
+
+    generator: Optional[str] = None
+    seed: Optional[int] = None
+
+
+@dataclass
+class FilterConfig:
+    """Keep only the fakes the domain classifier (trained on real training images) gives their own label with at
+    least this confidence, sampling more until each class has n_per_class (at most max_draws times as many)."""
+
+    min_confidence: float = 0.9
+    max_draws: float = 10.0
 
 
 @dataclass
@@ -112,6 +133,9 @@ class SampleConfig:
     png: bool = True  # also write an ImageFolder tree of PNGs
     grid_per_class: int = 8
     truncation: Optional[float] = None  # stylegan2: psi toward the class's mean w (1 or None: none)
+    guidance: Optional[float] = None  # diffusion: classifier-free guidance scale (0: unconditional, 1: conditional) [1.5]
+    steps: Optional[int] = None  # diffusion: DDIM steps [20]
+    filter: Optional["FilterConfig"] = None  # keep only fakes a classifier of real images recognises
     chunk_size: Optional[int] = None  # images generated and written at a time [16384]; changes no image
 
 
@@ -164,6 +188,7 @@ class ArmConfig:
     # classic: flips/affine/colour drawn per sample; or torchvision's policies, drawn per sample
     augment: Literal["none", "classic", "trivialaugment", "randaugment", "autoaugment"] = "none"
     label_mix: Optional[Literal["mixup", "cutmix"]] = None  # MixUp or CutMix of images and labels, per sample
+    generator: Optional[str] = None  # with several generators: whose fakes (the name under generators:)
     oversample: bool = False  # draw training images class-balanced (random oversampling of small classes)
 
     @property
@@ -247,7 +272,8 @@ class Config:
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
-    gan: GanConfig = field(default_factory=GanConfig)
+    gan: GeneratorConfig = field(default_factory=default_gan)
+    generators: Optional[Dict[str, GeneratorConfig]] = None  # several generators, by name; gan: is the one-generator form
     sample: SampleConfig = field(default_factory=SampleConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -282,6 +308,29 @@ class Config:
             raise ConfigError(f"seed {seed} is not in seeds {self.seeds}; with gan_seeds, a replicate's GAN is "
                               "given by its position in seeds, so add it there")
         return self.gan_seeds[self.seeds.index(seed) % len(self.gan_seeds)]
+
+    @property
+    def generator_names(self) -> List[Optional[str]]:
+        """The generators to train: [None] for the one `gan:`, else the names under `generators:`."""
+        return [None] if not self.generators else list(self.generators)
+
+    def gen(self, name: Optional[str]) -> GeneratorConfig:
+        return self.gan if name is None else self.generators[name]  # type: ignore[index]
+
+    @property
+    def replicates(self) -> List[Rep]:
+        """Every generator to train: each generator once per GAN seed the replicates use."""
+        return [Rep(n, g) for n in self.generator_names for g in self.gan_replicates]
+
+    def arm_generator(self, arm: "ArmConfig") -> Optional[str]:
+        """The generator whose fakes an arm uses (its `generator:`, else the only one)."""
+        if arm.generator is not None or not self.generators:
+            return arm.generator
+        return next(iter(self.generators))
+
+    def rep_of(self, arm: "ArmConfig", seed: int) -> Rep:
+        """The generator replicate an arm's run with this classifier seed draws its fakes from."""
+        return Rep(self.arm_generator(arm), self.gan_seed_of(seed))
 
     @property
     def gan_replicates(self) -> List[Optional[int]]:
@@ -427,9 +476,18 @@ def _describe(tp: Any) -> str:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (list, List):
         return "a list"
+    if origin in (dict, Dict):
+        return "a mapping"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return _TYPE_WORDS.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _owners(key: str) -> List[str]:
+    """The generator families whose schema has `key`."""
+    from .gans import GANS
+
+    return [n for n in GANS.names() if key in {_yaml_key(f) for f in dataclasses.fields(family_schema(n))}]
 
 
 class _Coerce:
@@ -454,9 +512,15 @@ class _Coerce:
             raise self.fail(key or "<top level>", f"must be a mapping of keys to values, got {value!r}")
         fields = {_yaml_key(f): f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
         hints = typing.get_type_hints(cls)
+        if issubclass(cls, GeneratorConfig):
+            value = {k: v for k, v in value.items() if k in fields or v is not None}  # null: another family's key, unset
         for k in value:
             if k not in fields:
                 full = _join(key, str(k))
+                owners = _owners(str(k)) if issubclass(cls, GeneratorConfig) else []
+                if owners:
+                    raise ConfigError(f"config key '{full}' applies to {', '.join(owners)}, not {value.get('name', 'cgan')}"
+                                      f"{self._origin(full)}; remove it, or set {_join(key, 'name')} to one of those")
                 close = difflib.get_close_matches(str(k), list(fields), n=3)
                 hint = (
                     f"; did you mean {' or '.join(repr(_join(key, c)) for c in close)}?"
@@ -500,6 +564,19 @@ class _Coerce:
             if not isinstance(v, (list, tuple)):
                 raise self.fail(key, f"must be a list, got {v!r}")
             return [self.value(item_tp, x, _join(key, i)) for i, x in enumerate(v)]
+        if origin in (dict, Dict):
+            _, item_tp = typing.get_args(tp)
+            if not isinstance(v, dict) or not v:
+                raise self.fail(key, f"must be a mapping of names to sections, got {v!r}")
+            return {str(k): self.value(item_tp, x, _join(key, str(k))) for k, x in v.items()}
+        if tp is GeneratorConfig:  # a family's own schema, chosen by its name
+            name = v.get("name", "cgan") if isinstance(v, dict) else "cgan"
+            if not isinstance(name, str):
+                raise self.fail(_join(key, "name"), f"must be a generator family's name, got {name!r}")
+            from .gans import GANS
+
+            GANS.check(name, f"config key '{_join(key, 'name')}'")
+            return self.dataclass(family_schema(name), v, key)
         if dataclasses.is_dataclass(tp):
             return self.dataclass(tp, v, key)
         if tp is bool:
@@ -532,6 +609,8 @@ def to_dict(obj: Any) -> Any:
         return {_yaml_key(f): to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj) if not f.metadata.get("internal")}
     if isinstance(obj, (list, tuple)):
         return [to_dict(x) for x in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
     return obj
 
 
@@ -563,17 +642,27 @@ def _pinned(obj: Any, unused: Sequence[str]) -> Dict[str, Any]:
     return {k: (to_dict(defaults[k]) if k in unused else v) for k, v in to_dict(obj).items()}
 
 
+# The gan section as one flat schema held it before each family had its own: every fingerprint made then hashed
+# all of these keys. A family's section is hashed on top of them, so a family that lacks a key hashes its old
+# default, and those fingerprints (and the run folders they name) stay valid.
+LEGACY_GAN_KEYS: Dict[str, Any] = {
+    "name": "cgan", "preset": None, "impl": None, "repo": None, "epochs": 100, "kimg": None, "batch_size": None,
+    "z_dim": None, "lr": None, "betas": None, "width": 64, "channel_base": None, "channel_max": None, "w_dim": None,
+    "mapping_layers": None, "mbstd_group": None, "r1_gamma": None, "r1_interval": None, "style_mixing": None,
+    "per_class": False, "d_cond": "concat", "ema_kimg": None, "augment": None, "augment_p": None, "ada_target": None,
+    "ada_interval": None, "ada_kimg": None, "augpipe": None, "diffaugment": None, "mirror": False, "gpus": None,
+    "snap": None, "seed": 0, "eval_every": None, "select": None, "grid_every": 10, "amp": "auto", "channels_last": "auto",
+}
+
+
 def result_config(section: str, obj: Any) -> Dict[str, Any]:
     """A config section as its stage's fingerprint sees it: only the keys that can change the result."""
     unused = list(COSMETIC_KEYS.get(section, ()))
     if section == "gan":
-        from .gans import family_keys, owned_keys
-
-        mine = set(family_keys(obj.name))
-        unused += [k for k in owned_keys() if k not in mine]
         if obj.select in (None, "last"):  # evaluating during training only watches; it changes the result when it selects
             unused += ["eval_every", "select"]
-    elif section == "classifier":
+        return {**LEGACY_GAN_KEYS, **{k: (LEGACY_GAN_KEYS.get(k) if k in unused else v) for k, v in to_dict(obj).items()}}
+    if section == "classifier":
         from .classifiers import CLASSIFIERS
 
         unused += list(CLASSIFIERS.meta(obj.name).get("ignores", ()))
@@ -797,10 +886,17 @@ def validate(cfg: Config) -> None:
         _need(0.0 < s.shrink.keep <= 1.0, "split.shrink.keep",
               f"must be the fraction of the class kept, in (0, 1], got {s.shrink.keep}")
 
-    g = cfg.gan
-    GANS.check(g.name, "config key 'gan.name'")
-    resolve_gan(cfg)
-    validate_gan(g)
+    if cfg.generators is not None:
+        _need(to_dict(cfg.gan) == to_dict(default_gan()), "gan", "is set beside generators:; give each generator under "
+              "generators: (gan: is the one-generator form)")
+        for name in cfg.generators:
+            _need(bool(_ARM_NAME.match(name)), f"generators.{name}", "must be a folder-safe name (letters, digits, . _ + -)")
+    for name in cfg.generator_names:
+        g = cfg.gen(name)
+        GANS.check(g.name, f"config key '{'gan' if name is None else f'generators.{name}'}.name'")
+        resolve_gan(cfg, g)
+        validate_gan(g, "gan" if name is None else f"generators.{name}")
+    families = {cfg.gen(n).name for n in cfg.generator_names}
 
     sm = cfg.sample
     _need(sm.n_per_class >= 1, "sample.n_per_class", f"must be 1 or more, got {sm.n_per_class}")
@@ -809,10 +905,22 @@ def validate(cfg: Config) -> None:
     if sm.chunk_size is not None:
         _need(sm.chunk_size >= 16 and sm.chunk_size % 16 == 0, "sample.chunk_size",
               f"must be a multiple of 16 (16 or more), got {sm.chunk_size}")
+    for k, meta, what in (("truncation", "truncation", "stylegan2"), ("guidance", "guidance", "diffusion"),
+                          ("steps", "guidance", "diffusion")):
+        if getattr(sm, k) is not None:
+            _need(any(GANS.meta(f).get(meta) for f in families), f"sample.{k}",
+                  f"applies to {what}, and no generator of this config is one; remove it")
     if sm.truncation is not None:
         _need(0 <= sm.truncation <= 1, "sample.truncation", f"must be psi in [0, 1] (1: none), got {sm.truncation}")
-        _need(bool(GANS.meta(g.name).get("truncation")), "sample.truncation",
-              f"applies to stylegan2, not gan '{g.name}'; remove it")
+    if sm.guidance is not None:
+        _need(sm.guidance >= 0, "sample.guidance", f"must be 0 (unconditional) or more, got {sm.guidance}")
+    if sm.steps is not None:
+        _need(1 <= sm.steps <= 10_000, "sample.steps", f"must be between 1 and 10000 DDIM steps, got {sm.steps}")
+    if sm.filter is not None:
+        _need(0 < sm.filter.min_confidence < 1, "sample.filter.min_confidence",
+              f"must be a probability in (0, 1), e.g. 0.9, got {sm.filter.min_confidence}")
+        _need(sm.filter.max_draws >= 1, "sample.filter.max_draws",
+              f"must be 1 or more (times the images kept), got {sm.filter.max_draws}")
 
     c = cfg.classifier
     CLASSIFIERS.check(c.name, "config key 'classifier.name'")
@@ -847,6 +955,15 @@ def validate(cfg: Config) -> None:
     seen = set()
     for i, arm in enumerate(cfg.arms):
         validate_arm(arm, f"arms[{i}]")
+        if arm.generator is not None:
+            known = f"generators are {', '.join(cfg.generators)}" if cfg.generators else "with gan: there is one: leave it out"
+            _need(cfg.generators is not None and arm.generator in cfg.generators, f"arms[{i}].generator",
+                  f"names no generator ('{arm.generator}'); {known}")
+            _need(arm.uses_synthetic, f"arms[{i}].generator",
+                  f"applies to arms that use fakes, and arm '{arm.name}' is real only")
+        elif cfg.generators and len(cfg.generators) > 1 and arm.uses_synthetic:
+            raise ConfigError(f"config key 'arms[{i}].generator' must name whose fakes arm '{arm.name}' uses: one of "
+                              f"{', '.join(cfg.generators)}")
         _need(arm.name not in seen, f"arms[{i}].name", f"repeats the arm name '{arm.name}'; names must be unique")
         seen.add(arm.name)
         if arm.mix is not None and arm.mix.add is not None and cfg.sample.proportions == "balanced":
@@ -952,95 +1069,85 @@ def image_resolution(cfg: Config) -> Optional[int]:
     return cfg.data.resolution or DATASETS.meta(cfg.data.source).get("resolution")
 
 
-def resolve_gan(cfg: Config) -> None:
-    """Fill the gan keys left out from the family's defaults (a stylegan2 preset) and the augmentation's.
+def resolve_gan(cfg: Config, g: Optional[GeneratorConfig] = None) -> None:
+    """Fill a generator's keys left out from its family's defaults (a preset) and its augmentation's.
 
-    Only keys that are None are filled, and only keys the family uses, so a config that says nothing about
-    a family's extras keeps the fingerprint it had before they existed.
+    Only keys that are None are filled, so a config that says nothing about a family's extras keeps the
+    fingerprint it had before they existed.
     """
     from .gans import GANS
 
-    g = cfg.gan
+    g = cfg.gan if g is None else g
     defaults = GANS.meta(g.name).get("defaults")
     if defaults is not None:
         for k, v in defaults(g, image_resolution(cfg)).items():
+            if getattr(g, k, None) is None and hasattr(g, k):
+                setattr(g, k, v)
+    if isinstance(g, GanConfig):
+        for k, v in _AUGMENT_DEFAULTS.get(g.augment or "none", {}).items():
             if getattr(g, k) is None:
                 setattr(g, k, v)
-    for k, v in _AUGMENT_DEFAULTS.get(g.augment or "none", {}).items():
-        if getattr(g, k) is None:
-            setattr(g, k, v)
 
 
-def validate_gan(g: GanConfig) -> None:
+def validate_gan(g: GeneratorConfig, key: str = "gan") -> None:
+    """The checks every family shares, the adversarial families' (augmentation), then the family's own."""
     from .gans import GANS
 
-    for k in ("epochs", "batch_size", "z_dim", "width", "grid_every", "channel_base", "channel_max", "w_dim",
-              "mapping_layers", "mbstd_group", "r1_interval", "ada_interval", "gpus", "snap"):
-        v = getattr(g, k)
-        _need(v is None or v >= 1, f"gan.{k}", f"must be 1 or more, got {v}")
-    for k in ("batch_size", "z_dim", "lr", "betas", "ema_kimg"):
-        _need(getattr(g, k) is not None, f"gan.{k}", f"has no default for gan '{g.name}'; set it")
-    _need(g.lr > 0, "gan.lr", f"must be positive, got {g.lr}")
-    _need(len(g.betas) == 2 and all(0.0 <= b < 1.0 for b in g.betas), "gan.betas",
-          f"must be two numbers in [0, 1), got {g.betas}")
-    _need(g.ema_kimg >= 0, "gan.ema_kimg", f"must be 0 (off) or more, got {g.ema_kimg}")
+    def need(cond: bool, k: str, msg: str) -> None:
+        _need(cond, f"{key}.{k}", msg)
+
+    for k in ("epochs", "batch_size", "z_dim", "grid_every", "eval_every"):
+        v = getattr(g, k, None)
+        need(v is None or v >= 1, k, f"must be 1 or more, got {v}")
+    for k in ("batch_size", "lr", "betas", "ema_kimg") + (("z_dim",) if hasattr(g, "z_dim") else ()):
+        need(getattr(g, k) is not None, k, f"has no default for gan '{g.name}'; set it")
+    need(g.lr > 0, "lr", f"must be positive, got {g.lr}")
+    need(len(g.betas) == 2 and all(0.0 <= b < 1.0 for b in g.betas), "betas", f"must be two numbers in [0, 1), got {g.betas}")
+    need(g.ema_kimg >= 0, "ema_kimg", f"must be 0 (off) or more, got {g.ema_kimg}")
     if g.kimg is not None:
-        _need(g.kimg > 0, "gan.kimg", f"must be positive (thousands of images), got {g.kimg}")
-    if g.r1_gamma is not None:
-        _need(g.r1_gamma >= 0, "gan.r1_gamma", f"must be 0 (off) or more, got {g.r1_gamma}")
-    if g.style_mixing is not None:
-        _need(0 <= g.style_mixing <= 1, "gan.style_mixing", f"must be a probability in [0, 1], got {g.style_mixing}")
-    if g.per_class:
-        _need(bool(GANS.meta(g.name).get("per_class")), "gan.per_class",
-              f"is not supported by gan '{g.name}' (it is already conditional); use dcgan for one GAN per class")
-    family_keys = GANS.meta(g.name).get("keys", ())
-    for k in ("preset", "channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_gamma",
-              "r1_interval", "style_mixing", "impl", "repo", "gpus", "snap"):
-        if getattr(g, k) is not None and k not in family_keys:
-            raise ConfigError(f"config key 'gan.{k}' does not apply to gan '{g.name}'; remove it "
-                              f"(it is for {'stylegan2-ada' if k in ('impl', 'repo', 'gpus', 'snap') else 'stylegan2'})")
-    if g.impl == "official":
-        _need(bool(g.repo), "gan.repo", "must name a checkout of NVlabs/stylegan2-ada-pytorch for impl: official; "
-              "or use gan.name: stylegan2 (ganaug's native code, runs on CPU and GPU)")
-        _need(g.augment != "diffaugment", "gan.augment", "diffaugment is not in the official code; use ada, fixed "
-              "or none with impl: official, or the native stylegan2")
-        _need(g.preset in (None, "auto", "cifar"), "gan.preset",
-              f"'{g.preset}' is ganaug's own; the official code has auto and cifar (or use the native stylegan2)")
-    elif g.gpus is not None or g.snap is not None or g.repo is not None:
-        raise ConfigError("config keys 'gan.repo', 'gan.gpus' and 'gan.snap' are for impl: official; remove them "
-                          "or set gan.impl: official")
+        need(g.kimg > 0, "kimg", f"must be positive (thousands of images), got {g.kimg}")
     if g.eval_every is not None:
-        _need(g.eval_every >= 1, "gan.eval_every", f"must be 1 or more epochs, got {g.eval_every}")
-        _need(g.impl != "official", "gan.eval_every", "is not available with impl: official (its own metrics run there); "
-              "remove it, or use the native stylegan2")
-    _need(g.select != "best-fid" or g.eval_every is not None, "gan.select",
-          "is best-fid, which needs gan.eval_every (epochs between validation FIDs), e.g. gan.eval_every: 10")
+        need(getattr(g, "impl", None) != "official", "eval_every", "is not available with impl: official (its own metrics "
+             "run there); remove it, or use the native stylegan2")
+    need(g.select != "best-fid" or g.eval_every is not None, "select",
+         f"is best-fid, which needs {key}.eval_every (epochs between validation FIDs), e.g. {key}.eval_every: 10")
+    if isinstance(g, GanConfig):
+        _validate_augment(g, key)
+    check = GANS.meta(g.name).get("validate")
+    if check is not None:
+        check(g, key)
+
+
+def _validate_augment(g: GanConfig, key: str) -> None:
     aug = g.augment or "none"
-    _need(aug != "fixed" or g.augment_p is not None, "gan.augment_p", "must be set for augment: fixed (e.g. 0.2)")
+    _need(aug != "fixed" or g.augment_p is not None, f"{key}.augment_p", "must be set for augment: fixed (e.g. 0.2)")
     for k, kinds in _AUGMENT_KEYS.items():
         if getattr(g, k) is not None and aug not in kinds:
-            raise ConfigError(f"config key 'gan.{k}' only applies with gan.augment: {' or '.join(kinds)}, and "
-                              f"gan.augment is {aug}; remove it or change gan.augment")
+            raise ConfigError(f"config key '{key}.{k}' only applies with {key}.augment: {' or '.join(kinds)}, and "
+                              f"{key}.augment is {aug}; remove it or change {key}.augment")
     if g.augment_p is not None:
-        _need(0 <= g.augment_p <= 1, "gan.augment_p", f"must be a probability in [0, 1], got {g.augment_p}")
+        _need(0 <= g.augment_p <= 1, f"{key}.augment_p", f"must be a probability in [0, 1], got {g.augment_p}")
     if g.ada_target is not None:
-        _need(0 < g.ada_target < 1, "gan.ada_target", f"must be in (0, 1), e.g. 0.6, got {g.ada_target}")
+        _need(0 < g.ada_target < 1, f"{key}.ada_target", f"must be in (0, 1), e.g. 0.6, got {g.ada_target}")
     if g.ada_kimg is not None:
-        _need(g.ada_kimg > 0, "gan.ada_kimg", f"must be positive, got {g.ada_kimg}")
+        _need(g.ada_kimg > 0, f"{key}.ada_kimg", f"must be positive, got {g.ada_kimg}")
+    if g.ada_interval is not None:
+        _need(g.ada_interval >= 1, f"{key}.ada_interval", f"must be 1 or more, got {g.ada_interval}")
     if g.augpipe is not None:
         from .gans.augment import AUGPIPES
 
-        _need(g.augpipe in AUGPIPES, "gan.augpipe", f"must be one of {', '.join(AUGPIPES)}, got {g.augpipe!r}")
+        _need(g.augpipe in AUGPIPES, f"{key}.augpipe", f"must be one of {', '.join(AUGPIPES)}, got {g.augpipe!r}")
     if g.diffaugment is not None:
         from .gans.augment import DIFFAUGMENT_OPS
 
         bad = [t for t in g.diffaugment.split(",") if t.strip() not in DIFFAUGMENT_OPS]
-        _need(not bad and g.diffaugment.strip() != "", "gan.diffaugment",
+        _need(not bad and g.diffaugment.strip() != "", f"{key}.diffaugment",
               f"must list some of {', '.join(DIFFAUGMENT_OPS)} separated by commas, got {g.diffaugment!r}")
 
 
-def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Optional[str]) -> ArmConfig:
-    """The arm that `train-clf --data D --mix p_real=P|add=K --augment classic` describes."""
+def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Optional[str],
+                        generator: Optional[str] = None, generators: Optional[Dict[str, Any]] = None) -> ArmConfig:
+    """The arm that `train-clf --data D --mix p_real=P|add=K --augment classic [--generator NAME]` describes."""
     flags = " ".join(f for f in (data and f"--data {data}", mix and f"--mix {mix}",
                                  augment and f"--augment {augment}") if f)
     raw: Dict[str, Any] = {}
@@ -1066,4 +1173,14 @@ def parse_arm_shorthand(data: Optional[str], mix: Optional[str], augment: Option
         validate_arm(arm, "arm")
     except ConfigError as e:
         raise ConfigError(f"{flags}: " + str(e).replace("config key 'arm.mix.", "'").replace("config key 'arm.", "'")) from None
+    if generator is not None or (generators and len(generators) > 1 and arm.uses_synthetic):
+        names = ", ".join(generators or {}) or "none: this config has one gan:"
+        if not arm.uses_synthetic:
+            raise ConfigError(f"--generator {generator}: {flags or '--data real'} uses no fakes; leave --generator out")
+        if generator is None or not generators or generator not in generators:
+            raise ConfigError(f"{flags}: --generator must name whose fakes the arm uses (generators: {names})"
+                              + (f", got {generator!r}" if generator is not None else ""))
+        arm.generator, arm.name = generator, f"{arm.name}-{generator}"
+    elif generators and arm.uses_synthetic:
+        arm.generator = next(iter(generators))
     return arm

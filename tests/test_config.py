@@ -50,7 +50,7 @@ def test_shrink_class_key_is_spelled_class(config_file: Path) -> None:
         ("sample.proportions=balance", ["'sample.proportions'", "did you mean 'balanced'"]),
         ("seeds=[1, 1]", ["'seeds'", "must not repeat"]),
         ("split.fraction=0.5", ["'split'", "n_per_class and fraction"]),
-        ("gan.per_class=true", ["'gan.per_class'", "not supported by gan 'cgan'"]),
+        ("gan.per_class=true", ["'gan.per_class'", "applies to dcgan, not cgan"]),
         ("device=gpu", ["'device'", "auto, cpu, cuda"]),
         ("baseline=nothing", ["'baseline'", "names no arm"]),
         ("arms.0.mix={p_real: 0.5}", ["'arms[0].mix'", "only applies to data: mixed"]),

@@ -146,6 +146,32 @@ def test_gan_stopped_at_a_random_step_resumes_bit_identical(tmp_path: Path, sig:
     assert json.loads((run / "gan" / "stage.json").read_text())["resumed_from_step"] == seen[-1]
 
 
+@pytest.mark.parametrize("gan", [
+    {"name": "vae", "epochs": 40, "batch_size": 8, "z_dim": 4, "width": 4, "mirror": True, "beta_warmup_kimg": 0.3,
+     "free_bits": 0.1, "grid_every": 5},
+    {"name": "diffusion", "preset": "tiny", "timesteps": 50, "epochs": 40, "batch_size": 8, "mirror": True,
+     "grid_every": 5},
+], ids=["vae", "diffusion"])
+def test_vae_and_diffusion_killed_at_a_random_step_resume_bit_identical(tmp_path: Path, gan: Dict[str, Any]) -> None:
+    cfg = make_config(tmp_path)
+    data = __import__("yaml").safe_load(cfg.read_text())
+    data["gan"] = gan
+    write_yaml(cfg, data)
+    run, ref = tmp_path / "run", tmp_path / "ref"
+    c = ("--config", str(cfg))
+    ok("split", *c)
+    ok("split", *c, "--set", f"out_dir={ref}")
+    ok("train-gan", *c, "--set", f"out_dir={ref}")  # never interrupted
+
+    target = kill_step(3, 70)  # of 80 steps
+    proc = spawn("train-gan", *c)
+    signal_after(proc, run / "gan.partial" / "resume", target, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL and resume_steps(run / "gan.partial" / "resume"), f"target {target}: {err}"
+    ok("train-gan", *c, "--resume")
+    same_gan_run(run, ref)
+
+
 def test_classifier_killed_at_a_random_step_resumes_bit_identical(tmp_path: Path) -> None:
     # A mixed arm with classic augmentation: batch order, per-sample replacement and augmentation all draw
     # from the run's generator, which must continue where it was.
@@ -203,6 +229,10 @@ def stop_at(monkeypatch: pytest.MonkeyPatch):
     ({"name": "cgan", "epochs": 3, "augment": "diffaugment", "ada_kimg": None, "ada_interval": None}, 3),
     ({"name": "cgan", "epochs": 4, "eval_every": 1, "select": "best-fid", "augment": None, "ada_kimg": None,
       "ada_interval": None}, 5),  # validation FID each epoch, the best snapshot kept: stopped after its second
+    ({"name": "vae", "epochs": 4, "z_dim": 4, "width": 4, "eval_every": 1, "select": "best-fid", "augment": None,
+      "ada_kimg": None, "ada_interval": None, "beta_warmup_kimg": 0.05}, 5),  # KL warm-up, best-FID selection
+    ({"name": "diffusion", "preset": "tiny", "timesteps": 50, "epochs": 3, "z_dim": None, "width": None,
+      "augment": None, "ada_kimg": None, "ada_interval": None, "prediction": "v"}, 3),
 ])
 def test_every_family_resumes_exactly(tmp_path: Path, stop_at: Any, gan: Dict[str, Any], stop: int) -> None:
     cfg = make_config(tmp_path, gan={k: v for k, v in gan.items() if v is not None},

@@ -22,7 +22,7 @@ def test_a_failed_stage_leaves_the_previous_output_untouched(config_file: Path, 
     def boom(*args, **kwargs):
         raise KeyboardInterrupt  # the user pressed Ctrl-C half way through
 
-    monkeypatch.setattr(train_gan_stage, "train_gan", boom)
+    monkeypatch.setattr(train_gan_stage, "train_generator", boom)
     with pytest.raises(KeyboardInterrupt):
         run_train_gan(cfg, force=True, progress=False)
     assert (gan / "checkpoint.pt").read_bytes() == before

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from ganaug.config import load_config
+from ganaug.errors import ConfigError
 from ganaug.stages import run_all, run_compare, run_split, run_train_clf
 from ganaug.stages import train_clf as clf_stage
 from ganaug.stages.common import GAN, SAMPLES, stage_fingerprint
@@ -189,18 +190,20 @@ def test_the_wilcoxon_note_follows_alpha(finished: Path, tmp_path: Path) -> None
 # 6. Fingerprints cover only what changes a result.
 
 
-def test_gan_fingerprints_ignore_keys_the_family_does_not_use(config_file: Path) -> None:
+def test_gan_fingerprints_ignore_keys_that_change_no_result(config_file: Path) -> None:
+    # A key of another family is an error naming the family (gan.d_cond is the cgan's); cosmetic keys change nothing.
+    with pytest.raises(ConfigError, match=r"'gan.d_cond' applies to cgan, not dcgan"):
+        load_config(config_file, ["gan.name=dcgan", "gan.per_class=true", "gan.width=8", "gan.d_cond=projection"])
     base = load_config(config_file, ["gan.name=dcgan", "gan.per_class=true"])
-    for change in ("gan.d_cond=projection", "gan.grid_every=3", "data.download=false"):
+    for change in ("gan.grid_every=3", "data.download=false"):
         other = load_config(config_file, ["gan.name=dcgan", "gan.per_class=true", change])
         assert stage_fingerprint(other, GAN) == stage_fingerprint(base, GAN), change
         assert stage_fingerprint(other, SAMPLES) == stage_fingerprint(base, SAMPLES), change
     cgan = load_config(config_file)
     assert stage_fingerprint(load_config(config_file, ["gan.d_cond=projection"]), GAN) != stage_fingerprint(cgan, GAN)
     assert stage_fingerprint(load_config(config_file, ["gan.width=9"]), GAN) != stage_fingerprint(cgan, GAN)
-    sg2 = ["gan.name=stylegan2", "gan.preset=tiny", "gan.z_dim=null"]
-    assert (stage_fingerprint(load_config(config_file, sg2 + ["gan.width=7"]), GAN)
-            == stage_fingerprint(load_config(config_file, sg2), GAN))
+    with pytest.raises(ConfigError, match=r"'gan.width' applies to cgan, dcgan, vae, not stylegan2"):
+        load_config(config_file, ["gan.name=stylegan2", "gan.preset=tiny", "gan.z_dim=null", "gan.width=7"])
 
 
 # Fingerprints that ganaug wrote before unused keys were pinned: run folders made then must stay up to date.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, NamedTuple, Set, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 import torch.nn as nn
 
@@ -13,26 +13,19 @@ GANS = Registry("GAN")
 
 class GanNets(NamedTuple):
     G: nn.Module  # G(z, y) -> images in [-1, 1]; has .z_dim and .conditional
-    D: nn.Module  # D(x, y) -> logits (N,)
+    D: Optional[nn.Module]  # D(x, y) -> logits (N,); None for the families without one (vae, diffusion)
     per_class: bool = False  # G and D hold one unconditional network per class
 
 
 def register_gan(name: str, **meta: Any) -> Callable:
     """Register a builder `fn(*, resolution, channels, num_classes, **kwargs) -> GanNets`.
 
-    Meta `keys`: the gan config keys only this family reads (beside the shared ones every family reads);
-    a key another family owns cannot change this family's result, so no fingerprint of it counts it.
+    Meta: `config`, the family's schema (a GeneratorConfig dataclass: its keys, and only its keys, are valid
+    under gan: for it); `defaults(cfg, resolution)`, the keys it fills when left out; `kwargs(cfg, resolution,
+    channels, num_classes)`, the builder's arguments (stored in checkpoints to rebuild without the config);
+    `trainer`, the training loop (`gan`, the adversarial one, unless said).
     """
     return GANS.register(name, **meta)
-
-
-def family_keys(name: str) -> Tuple[str, ...]:
-    return tuple(GANS.meta(name).get("keys", ()))
-
-
-def owned_keys() -> Set[str]:
-    """Every gan config key that some family owns (the rest are shared by all)."""
-    return {k for n in GANS.names() for k in family_keys(n)}
 
 
 def get_gan(name: str, **kwargs: Any) -> GanNets:
@@ -43,15 +36,20 @@ def list_gans() -> List[str]:
     return GANS.names()
 
 
+def train_generator(nets: GanNets, g: Any, **common: Any) -> Dict[str, Any]:
+    """Train any family with its own loop (`trainer` meta), or the adversarial one; `common` as train_gan takes it."""
+    trainer = GANS.meta(g.name).get("trainer")
+    if trainer is not None:
+        return trainer(nets, g, **common)
+    from .training import augment_settings, train_gan
+
+    return train_gan(nets, r1_gamma=getattr(g, "r1_gamma", None) or 0.0, r1_interval=getattr(g, "r1_interval", None) or 16,
+                     augment=augment_settings(g), **common)
+
+
 def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:
     """The builder arguments a config implies; stored in checkpoints to rebuild without the config."""
-    kwargs = {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": gan_cfg.z_dim}
-    if "channel_base" in family_keys(gan_cfg.name):  # stylegan2
-        kwargs.update({k: getattr(gan_cfg, k) for k in ("w_dim", "channel_base", "channel_max", "mapping_layers",
-                                                        "mbstd_group", "style_mixing")})
-    else:
-        kwargs.update(width=gan_cfg.width, per_class=gan_cfg.per_class, d_cond=gan_cfg.d_cond)
-    return kwargs
+    return GANS.meta(gan_cfg.name)["kwargs"](gan_cfg, resolution, channels, num_classes)
 
 
-from . import dcgan, stylegan2  # noqa: E402,F401  (fill the registry)
+from . import dcgan, diffusion, stylegan2, vae  # noqa: E402,F401  (fill the registry)

@@ -12,12 +12,14 @@ width 32, one seed) its fakes scored 82.6% classification accuracy against 70.3%
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Literal, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import GanConfig
 from . import GanNets, register_gan
 
 
@@ -147,12 +149,33 @@ class PerClass(nn.Module):
         return outs
 
 
+@dataclass
+class DcganConfig(GanConfig):
+    """dcgan's keys: pytorch/examples' DCGAN, unconditional, or one per class."""
+
+    width: int = 64  # base channel count (ngf = ndf)
+    per_class: bool = False  # one generator and discriminator per class, each trained on that class alone
+
+
+@dataclass
+class CganConfig(GanConfig):
+    """cgan's keys: the conditional DCGAN."""
+
+    width: int = 64  # base channel count (ngf = ndf)
+    d_cond: Literal["concat", "projection"] = "concat"  # how D sees the label: one-hot maps or projection
+
+
+def dcgan_kwargs(g: GanConfig, resolution: int, channels: int, num_classes: int) -> Dict[str, object]:
+    return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": g.z_dim,
+            "width": g.width, "per_class": getattr(g, "per_class", False), "d_cond": getattr(g, "d_cond", "concat")}
+
+
 def dcgan_defaults(gan_cfg: object, resolution: Optional[int]) -> Dict[str, object]:
     """pytorch/examples' dcgan numbers: Adam(2e-4, betas (0.5, 0.999)), batch 64; plus a G_ema of 10 kimg."""
     return {"batch_size": 64, "z_dim": 64, "lr": 0.0002, "betas": [0.5, 0.999], "ema_kimg": 10.0}
 
 
-@register_gan("dcgan", per_class=True, defaults=dcgan_defaults, keys=("width", "per_class"))
+@register_gan("dcgan", config=DcganConfig, per_class=True, defaults=dcgan_defaults, kwargs=dcgan_kwargs)
 def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                 per_class: bool = False, **_: object) -> GanNets:
     """Unconditional DCGAN; `per_class: true` trains one per class (labelled samples)."""
@@ -163,7 +186,7 @@ def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int 
     return GanNets(G=Generator(resolution, channels, z_dim, width), D=Discriminator(resolution, channels, width))
 
 
-@register_gan("cgan", defaults=dcgan_defaults, keys=("width", "d_cond"))
+@register_gan("cgan", config=CganConfig, defaults=dcgan_defaults, kwargs=dcgan_kwargs)
 def build_cgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                d_cond: str = "concat", **_: object) -> GanNets:
     """Conditional DCGAN: a label embedding joins z in G; D sees the label by projection or concatenation."""

@@ -26,12 +26,14 @@ G's output is scaled down to the data's side, so the rest of ganaug sees the dat
 from __future__ import annotations
 
 import math
-from typing import Dict, Optional
+from dataclasses import dataclass
+from typing import Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..config import GanConfig
 from ..errors import ConfigError
 from . import GanNets, register_gan
 
@@ -40,9 +42,63 @@ from . import GanNets, register_gan
 # CPU (32 channels at 32 px, 128 from 8 px down; a 28 px conditional MNIST model trains at ~65 images/s on
 # two cores without augmentation), `tiny` for tests.
 
-STYLEGAN2_KEYS = ("preset", "channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_gamma",
-                  "r1_interval", "style_mixing")
 PRESETS = ("auto", "cifar", "small", "tiny")
+
+
+@dataclass
+class StyleGAN2Config(GanConfig):
+    """stylegan2's keys; those left out come from the preset (the saved config.yaml shows them)."""
+
+    preset: Optional[Literal["auto", "cifar", "small", "tiny"]] = None  # network and training numbers [small]
+    channel_base: Optional[int] = None  # channels at resolution r are min(channel_base // r, channel_max)
+    channel_max: Optional[int] = None
+    w_dim: Optional[int] = None  # intermediate latent size
+    mapping_layers: Optional[int] = None  # depth of the mapping network
+    mbstd_group: Optional[int] = None  # minibatch standard deviation group size
+    r1_gamma: Optional[float] = None  # R1 weight (lazy, every r1_interval minibatches)
+    r1_interval: Optional[int] = None
+    style_mixing: Optional[float] = None  # probability of mixing two latents in a training batch
+
+
+@dataclass
+class StyleGAN2AdaConfig(StyleGAN2Config):
+    """stylegan2-ada: ADA on by default; `impl: official` runs NVlabs' train.py from a checkout instead."""
+
+    impl: Optional[Literal["native", "official"]] = None  # ganaug's own code, or the official repo's
+    repo: Optional[str] = None  # impl official: a checkout of NVlabs/stylegan2-ada-pytorch
+    gpus: Optional[int] = None  # impl official: GPUs for train.py
+    snap: Optional[int] = None  # impl official: ticks between snapshots
+
+
+def validate_stylegan2(g: StyleGAN2Config, key: str) -> None:
+    for k in ("channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_interval", "gpus", "snap"):
+        v = getattr(g, k, None)
+        if v is not None and v < 1:
+            raise ConfigError(f"config key '{key}.{k}' must be 1 or more, got {v}")
+    if g.r1_gamma is not None and g.r1_gamma < 0:
+        raise ConfigError(f"config key '{key}.r1_gamma' must be 0 (off) or more, got {g.r1_gamma}")
+    if g.style_mixing is not None and not 0 <= g.style_mixing <= 1:
+        raise ConfigError(f"config key '{key}.style_mixing' must be a probability in [0, 1], got {g.style_mixing}")
+    impl = getattr(g, "impl", None)
+    if impl == "official":
+        if not g.repo:  # type: ignore[attr-defined]
+            raise ConfigError(f"config key '{key}.repo' must name a checkout of NVlabs/stylegan2-ada-pytorch for impl: "
+                              "official; or use gan.name: stylegan2 (ganaug's native code, runs on CPU and GPU)")
+        if g.augment == "diffaugment":
+            raise ConfigError(f"config key '{key}.augment' diffaugment is not in the official code; use ada, fixed or none "
+                              "with impl: official, or the native stylegan2")
+        if g.preset not in (None, "auto", "cifar"):
+            raise ConfigError(f"config key '{key}.preset' '{g.preset}' is ganaug's own; the official code has auto and "
+                              "cifar (or use the native stylegan2)")
+    elif any(getattr(g, k, None) is not None for k in ("gpus", "snap", "repo")):
+        raise ConfigError(f"config keys '{key}.repo', '{key}.gpus' and '{key}.snap' are for impl: official; remove them "
+                          f"or set {key}.impl: official")
+
+
+def stylegan2_kwargs(g: StyleGAN2Config, resolution: int, channels: int, num_classes: int) -> Dict[str, object]:
+    return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": g.z_dim,
+            **{k: getattr(g, k) for k in ("w_dim", "channel_base", "channel_max", "mapping_layers", "mbstd_group",
+                                         "style_mixing")}}
 
 
 def pow2_resolution(resolution: int) -> int:
@@ -449,14 +505,15 @@ def _build(*, resolution: int, channels: int, num_classes: int, conditional: boo
     return GanNets(G=G, D=D)
 
 
-@register_gan("stylegan2", defaults=stylegan2_defaults, keys=STYLEGAN2_KEYS, truncation=True)
+@register_gan("stylegan2", config=StyleGAN2Config, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
+              validate=validate_stylegan2, truncation=True)
 def build_stylegan2(**kwargs: object) -> GanNets:
     """StyleGAN2 in plain PyTorch, class-conditional, on CPU or GPU; presets auto, cifar, small, tiny."""
     return _build(**kwargs)  # type: ignore[arg-type]
 
 
-@register_gan("stylegan2-ada", defaults=stylegan2_defaults,
-              keys=STYLEGAN2_KEYS + ("impl", "repo", "gpus", "snap"), truncation=True)
+@register_gan("stylegan2-ada", config=StyleGAN2AdaConfig, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
+              validate=validate_stylegan2, truncation=True)
 def build_stylegan2_ada(**kwargs: object) -> GanNets:
     """StyleGAN2 with ADA on by default; `impl: official` runs NVlabs' train.py from `repo` on CUDA instead."""
     return _build(**kwargs)  # type: ignore[arg-type]

@@ -70,6 +70,14 @@ class AugmentSettings:
     ada_kimg: float = 500.0
 
 
+def augment_settings(g: Any) -> AugmentSettings:
+    """The augmentation of D's inputs a resolved gan config asks for."""
+    if getattr(g, "augment", None) in (None, "none"):
+        return AugmentSettings()
+    ada = {k: getattr(g, k) for k in ("ada_target", "ada_interval", "ada_kimg") if getattr(g, k) is not None}
+    return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment, **ada)
+
+
 def train_gan(
     nets: GanNets,
     *,

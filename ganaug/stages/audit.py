@@ -40,7 +40,7 @@ def audit(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[st
     manifest = json.loads(p.manifest.read_text())
     runs = [r for rs in results.values() for r in rs]
     # Each synthetic set (as runs name it, relative to out_dir) and the GAN that made it.
-    gan_of = {p.relative(p.samples(g)): p.gan(g) for g in cfg.gan_replicates}
+    gan_of = {p.relative(p.samples(rep)): p.gan(rep) for rep in cfg.replicates}
     return [split_check(manifest), _synthetic_check(p.root, runs, manifest),
             _gan_check(gan_of, runs, manifest, p.features / TRAINED_ON),
             _budget_check(runs), _selection_check(runs, manifest)]

@@ -20,15 +20,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Union
 
 from ..checkpoint import Checkpointer, latest_resume, resume_files
 from ..classifiers import weights_identity
-from ..config import ArmConfig, Config, fingerprint, result_config, save_config, to_dict
+from ..config import ArmConfig, Config, Rep, fingerprint, result_config, save_config, to_dict
 from ..data import load_dataset
 from ..data.sources import source_hflip
 from ..data.split import SplitData, apply_split
 from ..errors import CheckpointError, StageError
+from ..gans import GANS
 from ..utils import StopRequest, atomic_write_json, file_sha256
 
 STAGE_FILE = "stage.json"
@@ -45,6 +46,13 @@ def echo(msg: str) -> None:
 
 # ----------------------------------------------------------------------------------------------------
 # Where things live.
+
+
+RepLike = Union[Rep, int, None]  # a generator replicate; an int or None: the one gan:'s GAN of that seed
+
+
+def as_rep(rep: RepLike) -> Rep:
+    return rep if isinstance(rep, Rep) else Rep(None, rep)
 
 
 @dataclass
@@ -64,38 +72,45 @@ class RunPaths:
     def manifest(self) -> Path:
         return self.split / "manifest.json"
 
-    # With gan_seeds, each independent GAN and its synthetic set get a folder of their own.
-    def gan(self, gan_seed: Optional[int] = None) -> Path:
-        return self.up / "gan" if gan_seed is None else self.up / "gan" / f"seed-{gan_seed}"
+    # Each generator (generators: NAME) and, with gan_seeds, each independent one gets folders of its own.
+    def _of(self, base: str, rep: RepLike) -> Path:
+        rep = as_rep(rep)
+        path = self.up / base
+        if rep.generator is not None:
+            path = path / rep.generator
+        return path if rep.seed is None else path / f"seed-{rep.seed}"
 
-    def gan_checkpoint(self, gan_seed: Optional[int] = None) -> Path:
-        return self.gan(gan_seed) / "checkpoint.pt"
+    def gan(self, rep: RepLike = None) -> Path:
+        return self._of("gan", rep)
 
-    def samples(self, gan_seed: Optional[int] = None) -> Path:
-        return self.up / "samples" if gan_seed is None else self.up / "samples" / f"seed-{gan_seed}"
+    def gan_checkpoint(self, rep: RepLike = None) -> Path:
+        return self.gan(rep) / "checkpoint.pt"
+
+    def samples(self, rep: RepLike = None) -> Path:
+        return self._of("samples", rep)
+
+    def evaluate(self, rep: RepLike = None) -> Path:
+        return self._of("evaluate", rep)
 
     def relative(self, path: Path) -> str:
         """`path` relative to the run folder, as results record it (`../../samples` in a sub-experiment)."""
         return Path(os.path.relpath(path, self.root)).as_posix()
 
-    def stage(self, stage: "Stage", gan_seed: Optional[int] = None) -> Path:
+    def stage(self, stage: "Stage", rep: RepLike = None) -> Path:
         if stage == GAN:
-            return self.gan(gan_seed)
+            return self.gan(rep)
         if stage == SAMPLES:
-            return self.samples(gan_seed)
+            return self.samples(rep)
         if stage == FEATURES:
             return self.features
         if stage == EVALUATE:
-            return self.evaluate(gan_seed)
+            return self.evaluate(rep)
         return self.up / stage.name
 
     @property
     def features(self) -> Path:
         """The domain feature extractor (trained on the training images only)."""
         return self.up / "features" / "domain"
-
-    def evaluate(self, gan_seed: Optional[int] = None) -> Path:
-        return self.up / "evaluate" if gan_seed is None else self.up / "evaluate" / f"seed-{gan_seed}"
 
     @property
     def clf(self) -> Path:
@@ -131,22 +146,31 @@ FEATURES = Stage("features", "domain feature extractor", "ganaug evaluate")
 EVALUATE = Stage("evaluate", "evaluation of the synthetic set", "ganaug evaluate")
 
 
-def stage_config(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
+def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
     """The config sections a stage's output depends on, its inputs' included, as plain data."""
+    rep = as_rep(rep)
     out = {"data": result_config("data", cfg.data), "split": to_dict(cfg.split)}
     if stage == FEATURES:
         return out | {"domain": to_dict(cfg.evaluate.domain)}
     if stage in (GAN, SAMPLES, EVALUATE):
-        out["gan"] = result_config("gan", cfg.gan) | ({"seed": gan_seed} if gan_seed is not None else {})
+        out["gan"] = result_config("gan", cfg.gen(rep.generator)) | ({"seed": rep.seed} if rep.seed is not None else {})
     if stage in (SAMPLES, EVALUATE):
         out["sample"] = result_config("sample", cfg.sample)
+        meta = GANS.meta(cfg.gen(rep.generator).name)
+        for key, reader in (("truncation", "truncation"), ("guidance", "guidance"), ("steps", "guidance")):
+            if not meta.get(reader):  # a sampling key another family reads changes nothing here
+                out["sample"].pop(key, None)
+            elif out["sample"].get(key) is None and key in meta.get("sample_defaults", {}):
+                out["sample"][key] = meta["sample_defaults"][key]  # the value sampled with, default or not
+        if cfg.sample.filter is not None:  # the filter's classifier is the domain extractor
+            out["domain"] = to_dict(cfg.evaluate.domain)
     if stage == EVALUATE:
         out["evaluate"] = result_config("evaluate", cfg.evaluate)
     return out
 
 
-def stage_fingerprint(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> str:
-    return fingerprint(stage_config(cfg, stage, gan_seed))
+def stage_fingerprint(cfg: Config, stage: Stage, rep: RepLike = None) -> str:
+    return fingerprint(stage_config(cfg, stage, rep))
 
 
 def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
@@ -157,7 +181,7 @@ def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
         "arm": to_dict(arm),
         "seed": seed,
         "augment": augment_config(cfg, arm),
-        "samples": stage_fingerprint(cfg, SAMPLES, cfg.gan_seed_of(seed)) if arm.uses_synthetic else None,
+        "samples": stage_fingerprint(cfg, SAMPLES, cfg.rep_of(arm, seed)) if arm.uses_synthetic else None,
     }
 
 
@@ -223,11 +247,11 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
     )
 
 
-def start_stage(cfg: Config, stage: Stage, force: bool, gan_seed: Optional[int] = None,
+def start_stage(cfg: Config, stage: Stage, force: bool, rep: RepLike = None,
                 quiet: bool = False) -> Optional[tuple[str, Dict[str, Any]]]:
     """(fingerprint, config) when `stage` must run; None (and a line saying so) when it is up to date."""
-    folder = paths(cfg).stage(stage, gan_seed)
-    config = stage_config(cfg, stage, gan_seed)
+    folder = paths(cfg).stage(stage, rep)
+    config = stage_config(cfg, stage, rep)
     fp = fingerprint(config)
     if needs_run(folder, fp, config, force, f"the {stage.what}", stage.command):
         return fp, config
@@ -236,19 +260,19 @@ def start_stage(cfg: Config, stage: Stage, force: bool, gan_seed: Optional[int] 
     return None
 
 
-def up_to_date(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> bool:
+def up_to_date(cfg: Config, stage: Stage, rep: RepLike = None) -> bool:
     """Whether `stage` has finished output made by this config."""
-    rec = read_record(paths(cfg).stage(stage, gan_seed))
-    return rec is not None and rec.get("fingerprint") == stage_fingerprint(cfg, stage, gan_seed)
+    rec = read_record(paths(cfg).stage(stage, rep))
+    return rec is not None and rec.get("fingerprint") == stage_fingerprint(cfg, stage, rep)
 
 
-def require_stage(cfg: Config, stage: Stage, gan_seed: Optional[int] = None) -> Dict[str, Any]:
+def require_stage(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
     """The record of a finished upstream stage, which must have been made by this config."""
-    folder = paths(cfg).stage(stage, gan_seed)
+    folder = paths(cfg).stage(stage, rep)
     rec = read_record(folder)
     if rec is None:
         raise StageError(f"no {stage.what} in '{folder}'; run `{stage.command} --config ...` first")
-    if rec.get("fingerprint") != stage_fingerprint(cfg, stage, gan_seed):
+    if rec.get("fingerprint") != stage_fingerprint(cfg, stage, rep):
         raise StageError(f"the {stage.what} in '{folder}' was made by a different config; "
                          f"run `{stage.command} --config ...` (with --force) first")
     check_outputs(folder, rec, stage.command)

@@ -109,6 +109,7 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
             "f1_mean": f["mean"], "f1_std": f["std"],
             "val_acc_mean": float(np.mean([r["val"]["accuracy"] for r in runs])),
             "is_baseline": name == base_name,
+            "generator": runs[0].get("generator") or "", "show_generator": bool(cfg.generators),
         }
         delta: Dict[str, Any] = {k: None for k in ("n", "mean", "std", "ci_low", "ci_high", "t", "df", "p_t", "p_sign",
                                                    "zero_spread", "w", "p_wilcoxon", "wilcoxon_method", "wilcoxon_min_p")}
@@ -204,7 +205,7 @@ def variance_note(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> str:
 # Rendering.
 
 
-def _pct(m: Optional[float], s: Optional[float] = None, signed: bool = False) -> str:
+def pct(m: Optional[float], s: Optional[float] = None, signed: bool = False) -> str:
     if m is None:
         return "-"
     text = f"{100 * m:+.2f}" if signed else f"{100 * m:.2f}"
@@ -230,9 +231,10 @@ def _correction(cfg: Config) -> str:
 
 def table_head(cfg: Config) -> List[str]:
     level = f"{100 * cfg.compare.confidence:g}%"
-    return ["arm", "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
-            f"Δ acc vs {cfg.baseline_arm} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
-            f"p ({_correction(cfg)})", "verdict"]
+    return ["arm"] + (["generator"] if cfg.generators else []) + [
+        "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
+        f"Δ acc vs {cfg.baseline_arm} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
+        f"p ({_correction(cfg)})", "verdict"]
 
 
 def table_cells(row: Dict[str, Any]) -> List[str]:
@@ -241,10 +243,11 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
         delta = ["baseline", "", "", "", "", "baseline"]
     else:
         flag = " (budget?)" if row.get("budget_flag") else ""
-        delta = [_pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
+        delta = [pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
                  _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"] + flag]
-    return [row["arm"], row["data"], str(row["n"]), _pct(row["acc_mean"], row["acc_std"]),
-            _ci(row["acc_ci_low"], row["acc_ci_high"]), _pct(row["f1_mean"], row["f1_std"])] + delta
+    generator = [row["generator"] or "-"] if row.get("show_generator") else []
+    return [row["arm"]] + generator + [row["data"], str(row["n"]), pct(row["acc_mean"], row["acc_std"]),
+            _ci(row["acc_ci_low"], row["acc_ci_high"]), pct(row["f1_mean"], row["f1_std"])] + delta
 
 
 def _arms(n: int) -> str:
@@ -341,7 +344,7 @@ def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], c
     return "\n".join(lines) + "\n"
 
 
-CSV_COLUMNS = ["arm", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
+CSV_COLUMNS = ["arm", "generator", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
                "delta_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_t", "delta_p_t",
                "delta_p_sign", "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean",
                "family"]

@@ -21,7 +21,7 @@ import torch
 
 from .. import memory
 from ..classifiers.train import predict
-from ..config import Config
+from ..config import Config, Rep
 from ..data.synthetic import load_synthetic
 from ..errors import DataError
 from ..metrics.features import get_extractor, load_domain
@@ -34,6 +34,7 @@ from .common import (
     echo,
     load_split_data,
     paths,
+    read_record,
     require_stage,
     start_stage,
     up_to_date,
@@ -46,14 +47,14 @@ RESULT = "quality.json"
 
 def run_evaluate(cfg: Config, force: bool = False) -> List[Path]:
     """Write `<out_dir>/evaluate/quality.json` (one per entry of gan_seeds) and the closest-pairs grid."""
-    if force or not all(up_to_date(cfg, EVALUATE, g) for g in cfg.gan_replicates):
+    if force or not all(up_to_date(cfg, EVALUATE, rep) for rep in cfg.replicates):
         memory.check(cfg, "evaluate")
-        for g in cfg.gan_replicates:
-            require_stage(cfg, SAMPLES, g)
+        for rep in cfg.replicates:
+            require_stage(cfg, SAMPLES, rep)
         if cfg.evaluate.features != "domain":  # a missing or wrong network file is said before any work
             get_extractor(cfg.evaluate, device=resolve_device(cfg.device))
         domain_checkpoint(cfg, force=force)  # once: every set is scored in the same features
-    return [_evaluate_one(cfg, g, force) for g in cfg.gan_replicates]
+    return [_evaluate_one(cfg, rep, force) for rep in cfg.replicates]
 
 
 def _subset(labels: torch.Tensor, per_class: List[int], gen: torch.Generator) -> torch.Tensor:
@@ -74,24 +75,24 @@ def _cap(labels: torch.Tensor, num_classes: int, cap: Optional[int]) -> List[int
     return [max(1, int(n * cap / total)) for n in counts]
 
 
-def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
+def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     p = paths(cfg)
-    folder = p.evaluate(gan_seed)
-    todo = start_stage(cfg, EVALUATE, force, gan_seed)
+    folder = p.evaluate(rep)
+    todo = start_stage(cfg, EVALUATE, force, rep)
     if todo is None:
         return folder / RESULT
     fp, config = todo
     started = time.time()
     ev = cfg.evaluate
-    require_stage(cfg, SAMPLES, gan_seed)
+    require_stage(cfg, SAMPLES, rep)
     data, manifest = load_split_data(cfg)
-    fake_x, fake_y = load_synthetic(p.samples(gan_seed), tuple(data.train.images.shape[1:]), data.classes)
+    fake_x, fake_y = load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes)
     classes, k = data.classes, max(ev.k_pr, ev.k_dc)
     need = min_images(k)
     fake_counts = torch.bincount(fake_y, minlength=len(classes)).tolist()
     short = [(classes[c], n) for c, n in enumerate(fake_counts) if n < need]
     if short:
-        raise DataError(f"synthetic set '{p.samples(gan_seed)}' has {short[0][1]} fake(s) of class '{short[0][0]}', fewer "
+        raise DataError(f"synthetic set '{p.samples(rep)}' has {short[0][1]} fake(s) of class '{short[0][0]}', fewer "
                         f"than the {need} that k = {k} nearest neighbours need (evaluate.k_dc); raise sample.n_per_class")
     device = resolve_device(cfg.device)
     domain = domain_checkpoint(cfg)
@@ -164,12 +165,14 @@ def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
                    "reference_val_accuracy": ck["val_accuracy"]}
 
     result = {
-        "gan_seed": gan_seed, "synthetic_set": p.relative(p.samples(gan_seed)), "features": extractor.name,
+        "gan_seed": rep.seed, "generator": rep.generator, "family": cfg.gen(rep.generator).name,
+        "synthetic_set": p.relative(p.samples(rep)), "features": extractor.name,
         "features_description": extractor.description, "overall": overall, "per_class": per,
         "copies": copies, "class_consistency": consistency,
         "n": {"fake": len(fake_sel), "train": len(train_sel), "test": len(test_sel), "reference": len(ref_sel),
               "held_out": len(held_sel), "fake_all": len(fake_y)},
         "seconds": None,
+        "filter": _filter_of(p.samples(rep)),
     }
     with building(folder) as out:
         _closest_pairs(cp_x, train_x, px_dist, px_idx, out / "closest.png", ev.closest_pairs)
@@ -182,6 +185,12 @@ def _evaluate_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     echo(f"evaluate: {extractor.name} {said}copies {100 * copies['pixels']['overall']['share']:.1f}% (pixels); class "
          f"consistency {100 * consistency['overall']:.1f}% in {time.time() - started:.0f}s -> {folder}")
     return folder / RESULT
+
+
+def _filter_of(folder: Path) -> Optional[Dict[str, Any]]:
+    """The acceptance the sample stage's filter recorded (None for an unfiltered set)."""
+    rec = read_record(folder) or {}
+    return rec.get("filter")
 
 
 def _closest_pairs(fakes: torch.Tensor, train: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor, path: Path,

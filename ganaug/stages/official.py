@@ -17,10 +17,10 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 from ..checkpoint import save_checkpoint
-from ..config import Config, to_dict
+from ..config import Config, Rep, to_dict
 from ..gans.official import check_repo, official_resolution, require_training_env, run_official_training, write_dataset_zip
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_json, file_sha256, read_jsonl
@@ -45,34 +45,34 @@ def official_dir(gan_dir: Path) -> Path:
     return gan_dir.with_name(gan_dir.name + ".official")
 
 
-def check_official_env(cfg: Config) -> Path:
+def check_official_env(g: Any) -> Path:
     """The checkout named by gan.repo, once it and this machine (CUDA, packages) can train; else a one-line error."""
-    repo = check_repo(cfg.gan.repo)
-    require_training_env(cfg.gan.gpus or 1)
+    repo = check_repo(g.repo)
+    require_training_env(g.gpus or 1)
     return repo
 
 
-def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool) -> Path:
+def train_official(cfg: Config, rep: Rep, force: bool, progress: bool) -> Path:
     """Train (or go on training) the official StyleGAN2-ADA; write the gan folder; return checkpoint.pt's path."""
     p = paths(cfg)
-    todo = start_stage(cfg, GAN, force, gan_seed)
+    todo = start_stage(cfg, GAN, force, rep)
     if todo is None:
-        return p.gan_checkpoint(gan_seed)
+        return p.gan_checkpoint(rep)
     fp, config = todo
     started = time.time()
-    g = cfg.gan
-    repo = check_official_env(cfg)
+    g = cfg.gen(rep.generator)
+    repo = check_official_env(g)
 
     # Load data: the training part of the split, nothing else.
     data, manifest = load_split_data(cfg)
     c, h, w = (int(s) for s in data.train.images.shape[1:])
     n, num_classes = len(data.train.labels), len(data.classes)
-    seed = g.seed if gan_seed is None else gan_seed
+    seed = g.seed if rep.seed is None else rep.seed
     kimg = g.kimg if g.kimg is not None else g.epochs * n / 1000  # as the native loop: kimg replaces epochs
     total_kimg = max(1, math.ceil(kimg))
 
     # The official run folder: kept across interruptions, started over for another config or --force.
-    gan_dir = p.gan(gan_seed)
+    gan_dir = p.gan(rep)
     work = official_dir(gan_dir)
     state = _read_json(work / STATE_FILE)
     if work.exists() and (force or state.get("fingerprint") != fp):
@@ -138,8 +138,8 @@ def train_official(cfg: Config, gan_seed: Optional[int], force: bool, progress: 
     last = rows[-1] if rows else {}
     stats = ", ".join(f"{k} {last[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p") if k in last)
     echo(f"train-gan: {result.kimg:g} kimg in {time.time() - started:.0f}s{'; last tick ' + stats if stats else ''} "
-         f"-> {p.gan_checkpoint(gan_seed)}")
-    return p.gan_checkpoint(gan_seed)
+         f"-> {p.gan_checkpoint(rep)}")
+    return p.gan_checkpoint(rep)
 
 
 def _read_json(path: Path) -> dict:

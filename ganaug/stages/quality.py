@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, Rep
 from .common import EVALUATE, paths, up_to_date
 
 QUALITY_COLUMNS = ["set", "gan_seed", "features", "n_fake", "n_real", "fid", "kid", "kid_std", "kid_subset_size",
@@ -18,12 +18,19 @@ QUALITY_COLUMNS = ["set", "gan_seed", "features", "n_fake", "n_real", "fid", "ki
                    "class_consistency", "cas"]
 
 
+def rep_tag(rep: Rep, family: Optional[str] = None) -> str:
+    """' (vae)', ' (GAN seed 3)', ' (vae, GAN seed 3)' or ''."""
+    bits = ([f"{rep.generator}: {family}" if family else rep.generator] if rep.generator is not None else []) + (
+        [f"GAN seed {rep.seed}"] if rep.seed is not None else [])
+    return f" ({', '.join(bits)})" if bits else ""
+
+
 def load_quality(cfg: Config) -> List[Dict[str, Any]]:
     """Each synthetic set's evaluation made by this config (others are left out, as stale classifier runs are)."""
     out = []
-    for g in cfg.gan_replicates:
-        f = paths(cfg).evaluate(g) / "quality.json"
-        if f.is_file() and up_to_date(cfg, EVALUATE, g):
+    for rep in cfg.replicates:
+        f = paths(cfg).evaluate(rep) / "quality.json"
+        if f.is_file() and up_to_date(cfg, EVALUATE, rep):
             out.append(json.loads(f.read_text()))
     return out
 
@@ -45,7 +52,8 @@ def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
         o = e["overall"]["fake"]
         if o is None:
             continue
-        rows.append({"set": e["synthetic_set"], "gan_seed": e["gan_seed"], "features": e["features"], "n_fake": o["n_fake"],
+        rows.append({"set": e["synthetic_set"], "gan_seed": e["gan_seed"], "generator": e.get("generator"),
+                     "family": e.get("family"), "features": e["features"], "n_fake": o["n_fake"],
                      "n_real": o["n_real"], **{k: o[k] for k in ("fid", "kid", "kid_std", "kid_subset_size", "precision",
                                                                  "recall", "density", "coverage")},
                      "copies_pixels": e["copies"]["pixels"]["overall"]["share"],
@@ -53,7 +61,7 @@ def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
                      "copy_flag": e["copies"]["pixels"]["overall"]["flag"] or e["copies"]["features"]["overall"]["flag"],
                      "class_consistency": e["class_consistency"]["overall"],
                      "cas": float(np.mean(cas[e["synthetic_set"]])) if cas.get(e["synthetic_set"]) else None,
-                     "floor": False})
+                     "kept": (e.get("filter") or {}).get("rate_total"), "floor": False})
     if evaluations:
         e = evaluations[0]
         for kind, label in (("floor", "real held-out images (the floor)"), ("train", "real training images")):
@@ -78,18 +86,20 @@ def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]
     if not rows:
         return []
     e = next(x for x in evaluations if x["overall"]["fake"] is not None)
+    filtered = any(r.get("kept") is not None for r in rows)
     head = ["synthetic set", "FID", "KID x 1000", "precision", "recall", "density", "coverage", "copies (pixels)",
-            "copies (features)", "class consistency %", "CAS %"]
+            "copies (features)", "class consistency %", "CAS %"] + (["filter kept %"] if filtered else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in rows:
-        name = r["set"] + (f" (GAN seed {r['gan_seed']})" if r["gan_seed"] is not None else "")
+        name = r["set"] + rep_tag(Rep(r.get("generator"), r["gan_seed"]), r.get("family"))
         copies = [_f(r["copies_pixels"], "{:.1%}"), _f(r["copies_features"], "{:.1%}")]
         if r["copy_flag"]:
             copies[0] += " COPIES?"
         lines.append("| " + " | ".join([name, f"{r['fid']:.2f}", f"{1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f}",
                                         _f(r["precision"]), _f(r["recall"]), _f(r["density"]), _f(r["coverage"]), *copies,
                                         _f(r["class_consistency"], "{:.1%}").rstrip("%"),
-                                        _f(r["cas"], "{:.2%}").rstrip("%")]) + " |")
+                                        _f(r["cas"], "{:.2%}").rstrip("%")]
+                                + ([_f(r.get("kept"), "{:.1%}").rstrip("%")] if filtered else [])) + " |")
     q = e["copies"]["pixels"]["overall"]["quantile"]
     o = e["overall"]["fake"]
     domain = e["features"] == "domain"
@@ -110,7 +120,10 @@ def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]
         f"(so about {q:.0%} for a generator that does not copy; COPIES? when it is well above). Class consistency: the "
         "share of fakes that the domain classifier (trained on the real training images only) labels as their class; "
         "in the floor's row, that classifier's accuracy on the real validation images. CAS: test accuracy of the "
-        "classifier trained on that set alone (the synthetic arm); for the floor, of the baseline arm.",
+        "classifier trained on that set alone (the synthetic arm); for the floor, of the baseline arm."
+        + (" Filter kept: the share of drawn fakes the domain classifier gave their class with at least "
+           "sample.filter.min_confidence (per class in the set's samples/stage.json); a filtered set's class "
+           "consistency is high by construction (the same classifier chose it)." if filtered else ""),
     ]
     return ["Sample quality of each synthetic set:", ""] + lines + [""] + notes
 
@@ -146,7 +159,7 @@ def precision_recall_sets(evaluations: List[Dict[str, Any]]) -> List[Dict[str, A
     def points(e: Dict[str, Any], kind: str) -> List[tuple]:
         return [(v[kind]["precision"], v[kind]["recall"]) for v in e["per_class"].values() if v[kind] is not None]
 
-    out = [{"label": e["synthetic_set"] + (f" (GAN seed {e['gan_seed']})" if e["gan_seed"] is not None else ""),
+    out = [{"label": e["synthetic_set"] + rep_tag(Rep(e.get("generator"), e["gan_seed"]), e.get("family")),
             "precision": e["overall"]["fake"]["precision"], "recall": e["overall"]["fake"]["recall"],
             "per_class": points(e, "fake")} for e in evaluations]
     if evaluations and evaluations[0]["overall"].get("floor"):

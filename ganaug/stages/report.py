@@ -13,12 +13,13 @@ from typing import Any, Dict, List, Optional
 import yaml
 from PIL import Image
 
-from ..config import Config, sweep_experiments, to_dict
+from ..config import Config, Rep, sweep_experiments, to_dict
 from ..errors import StageError
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_text, read_jsonl
 from .common import echo, paths
-from .compare import EXTRA_HEADING, table_cells, table_head
+from .compare import EXTRA_HEADING, pct, table_cells, table_head
+from .quality import rep_tag
 from .sweep import compare_all
 
 _CSS = """
@@ -75,10 +76,11 @@ def _verdicts(cfg: Config, rows: List[Dict[str, Any]]) -> str:
     for r in rows:
         cells = table_cells(r)
         verdict = cells[-1]
-        delta = "baseline" if r["is_baseline"] else f"{cells[6]} {cells[7]}"
+        delta = "baseline" if r["is_baseline"] else f"{cells[-6]} {cells[-5]}"
+        data = r["data"] + (f" ({r['generator']})" if r.get("generator") else "")
         out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}"><td>{html.escape(r["arm"])}</td>'
                    f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td><td>{html.escape(delta)}</td>'
-                   f"<td>{html.escape(cells[3])}</td><td>{html.escape(cells[1])}</td></tr>")
+                   f"<td>{html.escape(pct(r['acc_mean'], r['acc_std']))}</td><td>{html.escape(data)}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -107,7 +109,7 @@ def _quality(cfg: Config, table: Dict[str, Any]) -> List[str]:
         parts.append(_img(p.compare / "precision_recall.png", "Precision against recall: each synthetic set overall and "
                                                                "per class, beside the real training images (the floor)"))
     for e in evaluations:
-        tag = f" (GAN seed {e['gan_seed']})" if e["gan_seed"] is not None else ""
+        tag = rep_tag(Rep(e.get("generator"), e["gan_seed"]), e.get("family"))
         head = ["class", "FID", "floor FID", "precision", "recall", "density", "coverage", "copies (pixels)",
                 "class consistency"]
         trs = []
@@ -121,7 +123,7 @@ def _quality(cfg: Config, table: Dict[str, Any]) -> List[str]:
         parts.append(f"<details><summary>Per class{html.escape(tag)}</summary><div class=\"scroll\"><table><thead><tr>"
                      + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>" + "".join(trs)
                      + "</tbody></table></div></details>")
-        closest = p.evaluate(e["gan_seed"]) / "closest.png"
+        closest = p.evaluate(Rep(e.get("generator"), e["gan_seed"])) / "closest.png"
         if closest.is_file():
             parts.append(_img(closest, f"The fakes nearest to a training image (in pixels){tag}: each fake (left) beside "
                                        "that training image (right)", scale=2))
@@ -140,20 +142,30 @@ def _runs_table(runs: List[Dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+LOSSES = {"vae": "the negative ELBO, its reconstruction term and the KL term, in nats per image",
+          "diffusion": "the denoising objective, the mean squared error of the predicted noise (or v)"}
+
+
 def _gan_sections(cfg: Config) -> List[str]:
     """Training curves (drawn now when an older run lacks them), the last fixed-noise grid and the
     real-vs-synthetic grid of each GAN."""
     p = paths(cfg)
     parts: List[str] = []
-    for g in cfg.gan_replicates:
-        gan_dir, samples_dir = p.gan(g), p.samples(g)
-        tag = "" if g is None else f" (GAN seed {g})"
+    for rep in cfg.replicates:
+        gan_dir, samples_dir = p.gan(rep), p.samples(rep)
+        g = cfg.gen(rep.generator)
+        tag = rep_tag(rep, g.name)
+        if cfg.generators:
+            parts.append(f"<h3>{html.escape(rep.generator or '')} ({html.escape(g.name)})"
+                         + (f", GAN seed {rep.seed}" if rep.seed is not None else "") + "</h3>")
         if (gan_dir / "metrics.jsonl").is_file():
             curve = gan_dir / "training.png"
             if not curve.is_file():
-                plot_gan_metrics(read_jsonl(gan_dir / "metrics.jsonl"), curve, title=f"{cfg.gan.name}{tag}")
-            parts.append(_img(curve, f"GAN training{tag}: generator and discriminator losses, and D's mean output "
-                                     "on real images D(x) and on fakes D(G(z)), against thousands of images shown"))
+                plot_gan_metrics(read_jsonl(gan_dir / "metrics.jsonl"), curve, title=f"{g.name}{tag}")
+            losses = LOSSES.get(g.name, "a GAN's generator and discriminator, with D's mean output on real images D(x) "
+                                        "and on fakes D(G(z))")
+            parts.append(_img(curve, f"Training{tag}: the losses ({losses}), against thousands of images shown"
+                                     + ("; FID on the validation images" if getattr(g, "eval_every", None) else "")))
         grids = sorted((gan_dir / "grids").glob("*.png")) if (gan_dir / "grids").is_dir() else []
         if grids:
             parts.append(_img(grids[-1], f"Fixed-noise samples from the moving-average generator at the end of training{tag} "
@@ -219,7 +231,7 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
             body.append(_img(p.compare / name, captions[name]))
     gan = _gan_sections(cfg)
     if gan:
-        body += ["<h2>The GAN and its samples</h2>"] + gan
+        body += ["<h2>The generators and their samples</h2>"] + gan
     runs = table["runs"] if "runs" in table else [
         r for e in table["experiments"] for r in json.loads((Path(e["out_dir"]) / "compare" / "table.json").read_text())["runs"]]
     body += ["<h2>Every run</h2>", _runs_table(runs),

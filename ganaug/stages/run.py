@@ -25,6 +25,7 @@ from .common import (
 )
 from .evaluate import run_evaluate
 from .official import check_official_env
+from .quality import rep_tag
 from .sample import run_sample
 from .split import run_split
 from .sweep import compare_all, experiments
@@ -42,9 +43,10 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     Interrupted training stages are continued from their newest checkpoints.
     """
     started = time.time()
-    if needs_gan(cfg) and cfg.gan.impl == "official" and (
-            force or not all(up_to_date(cfg, GAN, g) for g in cfg.gan_replicates)):
-        check_official_env(cfg)  # before any stage writes: the official code will have to train
+    for rep in cfg.replicates if needs_gan(cfg) else []:  # before any stage writes: the official code will have to train
+        g = cfg.gen(rep.generator)
+        if getattr(g, "impl", None) == "official" and (force or not up_to_date(cfg, GAN, rep)):
+            check_official_env(g)
     made = set()
     for sub in experiments(cfg):  # the config, or each value of its experiment sweep
         if paths(sub).up not in made:  # sub-experiments that share their parent's split and GAN make them once
@@ -87,16 +89,17 @@ def plan(cfg: Config) -> List[str]:
             lines.append(f"  split      {state(sp.split, stage_fingerprint(sub, SPLIT)):24s} {sub.data.source}, "
                          f"{sub.split.n_per_class or sub.split.first_per_class or sub.split.fraction or 100} train/class")
             if needs_gan(sub):
-                for g in sub.gan_replicates:
-                    gtag = f" seed {g}" if g is not None else ""
-                    length = f"{sub.gan.kimg:g} kimg" if sub.gan.kimg else f"{sub.gan.epochs} epochs"
-                    extra = f", augment {sub.gan.augment}" if sub.gan.augment not in (None, "none") else ""
-                    lines.append(f"  train-gan  {state(sp.gan(g), stage_fingerprint(sub, GAN, g)):24s} {sub.gan.name}{gtag}, "
+                for rep in sub.replicates:
+                    g = sub.gen(rep.generator)
+                    gtag = rep_tag(rep)
+                    length = f"{g.kimg:g} kimg" if g.kimg else f"{g.epochs} epochs"
+                    extra = f", augment {g.augment}" if getattr(g, "augment", None) not in (None, "none") else ""
+                    lines.append(f"  train-gan  {state(sp.gan(rep), stage_fingerprint(sub, GAN, rep)):24s} {g.name}{gtag}, "
                                  f"{length}{extra}")
-                    lines.append(f"  sample     {state(sp.samples(g), stage_fingerprint(sub, SAMPLES, g)):24s} "
+                    lines.append(f"  sample     {state(sp.samples(rep), stage_fingerprint(sub, SAMPLES, rep)):24s} "
                                  f"{sub.sample.n_per_class}/class{gtag}")
                     if sub.evaluate.enabled:
-                        lines.append(f"  evaluate   {state(sp.evaluate(g), stage_fingerprint(sub, EVALUATE, g)):24s} "
+                        lines.append(f"  evaluate   {state(sp.evaluate(rep), stage_fingerprint(sub, EVALUATE, rep)):24s} "
                                      f"{sub.evaluate.features} features{gtag}")
         for arm in sub.all_arms:
             for seed in sub.seeds:

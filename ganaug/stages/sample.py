@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, Dict, List
 
 import numpy as np
 import torch
 
 from .. import memory
-from ..config import Config, to_dict
-from ..data.images import to_uint8
+from ..config import Config, Rep, to_dict
+from ..data.images import to_float, to_uint8
 from ..data.synthetic import IMAGES_FILE, OUTPUTS, SetWriter, class_counts, read_synthetic
 from ..errors import CheckpointError, StageError
+from ..gans import GANS
 from ..gans.training import generate
 from ..utils import resolve_device
 from .common import (
@@ -36,27 +38,27 @@ CHUNK = 16384  # images generated and written at a time (sample.chunk_size)
 
 def run_sample(cfg: Config, force: bool = False) -> List[Path]:
     """Write `<out_dir>/samples/` (one per entry of gan_seeds): samples.pt, images/<class>/*.png and grid.png."""
-    return [_sample_one(cfg, g, force) for g in cfg.gan_replicates]
+    return [_sample_one(cfg, rep, force) for rep in cfg.replicates]
 
 
-def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
+def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
     p = paths(cfg)
-    out_dir, ckpt_path = p.samples(gan_seed), p.gan_checkpoint(gan_seed)
-    todo = start_stage(cfg, SAMPLES, force, gan_seed)
+    out_dir, ckpt_path = p.samples(rep), p.gan_checkpoint(rep)
+    todo = start_stage(cfg, SAMPLES, force, rep)
     if todo is None:
         return out_dir
     fp, config = todo
     started = time.time()
     memory.check(cfg, "sample")  # a count with a zero too many stops here, before anything is allocated
-    require_stage(cfg, GAN, gan_seed)
+    require_stage(cfg, GAN, rep)
     G, ckpt = load_generator(ckpt_path)
     made_by = ckpt.get("fingerprint")  # absent in checkpoints written before it was recorded
-    if made_by is not None and made_by != stage_fingerprint(cfg, GAN, gan_seed):
+    if made_by is not None and made_by != stage_fingerprint(cfg, GAN, rep):
         raise CheckpointError(f"GAN checkpoint '{ckpt_path}' was made by a different config; "
                               "run `ganaug train-gan --force` to train this config's GAN")
     if not getattr(G, "conditional", False):
         raise StageError(
-            f"gan '{cfg.gan.name}' with per_class: false is unconditional: its samples have no labels; "
+            f"gan '{cfg.gen(rep.generator).name}' with per_class: false is unconditional: its samples have no labels; "
             "set gan.per_class: true or use gan.name: cgan to sample a labelled set"
         )
     data, manifest = load_split_data(cfg)
@@ -79,31 +81,94 @@ def _sample_one(cfg: Config, gan_seed: Optional[int], force: bool) -> Path:
     gen = torch.Generator().manual_seed(s.seed)
     n = sum(counts)
     shape = tuple(int(v) for v in data.train.images.shape[1:])
-    g_kwargs = {"truncation_psi": s.truncation} if s.truncation is not None else {}  # stylegan2: toward the class's mean w
+    g_kwargs = sampler_kwargs(cfg, rep)
     # Chunks of a multiple of batch_size (and of 16 rows: torch draws the same normals in chunks as in one call),
     # so a chunked set is bit for bit the one an unchunked run makes.
     chunk = max(s.batch_size, (s.chunk_size or CHUNK) // s.batch_size * s.batch_size)
     bounds = np.cumsum([0] + counts)
     echo(f"sample: {n} images ({', '.join(map(str, counts)) if len(set(counts)) > 1 else f'{counts[0]} per class'}) "
-         f"from {ckpt_path}" + (f", in chunks of {chunk}" if n > chunk else "")
+         f"from {ckpt_path}" + (f", in chunks of {chunk}" if n > chunk and s.filter is None else "")
+         + (f", keeping those the domain classifier gives their class with p >= {s.filter.min_confidence}"
+            if s.filter is not None else "")
          + (f"; the PNG tree will take about {memory.png_seconds(n) / 60:.0f} min (sample.png: false skips it)"
             if s.png and memory.png_seconds(n) > 60 else ""))
 
+    def draw(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size, **g_kwargs))
+
     with building(out_dir) as out:
         writer = SetWriter(out, n, shape, data.classes, png=s.png)
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            y = torch.from_numpy(np.searchsorted(bounds, np.arange(a, b), side="right") - 1).to(torch.int64)
-            z = torch.randn(b - a, G.z_dim, generator=gen)
-            writer.add(to_uint8(generate(G, z.to(device), y.to(device), batch_size=s.batch_size, **g_kwargs)), y)
-        writer.close({"gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": gan_seed,
-                      "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg)})
+        extra: dict = {}
+        if s.filter is None:
+            for a in range(0, n, chunk):
+                b = min(n, a + chunk)
+                y = torch.from_numpy(np.searchsorted(bounds, np.arange(a, b), side="right") - 1).to(torch.int64)
+                z = torch.randn(b - a, G.z_dim, generator=gen)
+                writer.add(draw(z, y), y)
+        else:
+            extra["filter"] = _filtered(cfg, data.classes, counts, G.z_dim, gen, draw, writer, chunk, device)
+        writer.close({"gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": rep.seed,
+                      "generator": rep.generator, "family": cfg.gen(rep.generator).name, "sampler": g_kwargs,
+                      "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg), **extra})
         images, labels, _ = read_synthetic(out)
         _real_vs_fake_grid(data.train.images, data.train.labels, images, labels, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
-        write_record(out, "samples", fp, config, started, {"counts": counts, **output_hashes(out, *OUTPUTS)})
+        write_record(out, "samples", fp, config, started, {"counts": counts, **extra, **output_hashes(out, *OUTPUTS)})
+    if s.filter is not None:
+        f = extra["filter"]
+        echo(f"sample: the filter kept {f['kept_total']} of {f['drawn_total']} fakes ({100 * f['rate_total']:.1f}%); "
+             "per class " + ", ".join(f"{c} {100 * r:.0f}%" for c, r in zip(data.classes, f["rate"])))
     echo(f"sample: wrote {out_dir / IMAGES_FILE}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
     return out_dir
+
+
+def sampler_kwargs(cfg: Config, rep: Rep) -> Dict[str, Any]:
+    """The sampling keys the rep's family reads: truncation for StyleGAN2, DDIM steps and guidance for diffusion."""
+    s, meta = cfg.sample, GANS.meta(cfg.gen(rep.generator).name)
+    out: Dict[str, Any] = {}
+    if meta.get("truncation") and s.truncation is not None:
+        out["truncation_psi"] = s.truncation  # toward the class's mean w
+    if meta.get("guidance"):  # the family's defaults made explicit, so the record says what was run
+        out |= {k: (v if v is not None else meta["sample_defaults"][k]) for k, v in (("steps", s.steps),
+                                                                                   ("guidance", s.guidance))}
+    return out
+
+
+def _filtered(cfg: Config, classes: List[str], counts: List[int], z_dim: int, gen: torch.Generator,
+              draw: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], writer: SetWriter, chunk: int,
+              device: torch.device) -> Dict[str, Any]:
+    """Draw per class until counts[c] fakes pass the domain classifier at min_confidence (at most max_draws times
+    counts[c] draws); write the kept ones and return the acceptance per class. Raises when a class falls short."""
+    from ..metrics.features import load_domain
+    from .features import domain_checkpoint
+
+    f = cfg.sample.filter
+    clf, _ = load_domain(domain_checkpoint(cfg), device)
+    drawn, kept = [0] * len(classes), [0] * len(classes)
+    for c, want in enumerate(counts):
+        cap = math.ceil(f.max_draws * want)
+        while kept[c] < want and drawn[c] < cap:
+            rate = kept[c] / drawn[c] if drawn[c] else 1.0  # draw about what the rate so far says is missing
+            m = min(cap - drawn[c], chunk, max(64, math.ceil(1.2 * (want - kept[c]) / max(rate, 0.02))))
+            y = torch.full((m,), c, dtype=torch.int64)
+            x = draw(torch.randn(m, z_dim, generator=gen), y)
+            with torch.no_grad():
+                p = torch.cat([torch.softmax(clf(to_float(x[i:i + 1000].to(device))).float(), 1)[:, c].cpu()
+                               for i in range(0, m, 1000)])
+            ok = torch.nonzero(p >= f.min_confidence).flatten()[:want - kept[c]]
+            drawn[c] += m
+            if len(ok):
+                writer.add(x[ok], y[ok])
+                kept[c] += len(ok)
+        if kept[c] < want:
+            raise StageError(
+                f"sample.filter: only {kept[c]} of {drawn[c]} fakes of class '{classes[c]}' "
+                f"({100 * kept[c] / drawn[c]:.1f}%) reach p >= {f.min_confidence}, short of the {want} wanted within "
+                f"sample.filter.max_draws {f.max_draws:g}; lower sample.filter.min_confidence, raise max_draws, or train "
+                "the generator longer")
+    rate = [k / d for k, d in zip(kept, drawn)]
+    return {"min_confidence": f.min_confidence, "drawn": drawn, "kept": kept, "rate": rate,
+            "drawn_total": sum(drawn), "kept_total": sum(kept), "rate_total": sum(kept) / sum(drawn)}
 
 
 def _real_vs_fake_grid(real_x: torch.Tensor, real_y: torch.Tensor, fake_x: torch.Tensor, fake_y: torch.Tensor,

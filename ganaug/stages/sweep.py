@@ -16,7 +16,7 @@ from ..config import EXPERIMENT_SWEEP_KEYS, Config, sweep_experiments, sweep_key
 from ..plots import plot_sweep_arms
 from ..utils import atomic_write_json, atomic_write_text
 from .common import paths
-from .compare import _ci, _correction, _json_safe, _p, _pct, audit_lines, run_compare
+from .compare import _ci, _correction, _json_safe, _p, audit_lines, pct, run_compare
 
 
 def experiments(cfg: Config) -> List[Config]:
@@ -52,9 +52,9 @@ def run_sweep_compare(cfg: Config) -> str:
                                                     "ci_high": r["acc_ci_high"], "values": r["acc"], "n": r["n"]})
             flag = " (budget?)" if r.get("budget_flag") else ""
             delta = (["baseline", "", "", "baseline"] if r["is_baseline"] else
-                     [_pct(r["delta_mean"], r["delta_std"], signed=True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
+                     [pct(r["delta_mean"], r["delta_std"], signed=True), _ci(r["delta_ci_low"], r["delta_ci_high"], True),
                       _p(r["delta_p_adj"]), r["verdict"] + flag])
-            lines.append("| " + " | ".join([f"{value:g}", r["arm"], str(r["n"]), _pct(r["acc_mean"], r["acc_std"]),
+            lines.append("| " + " | ".join([f"{value:g}", r["arm"], str(r["n"]), pct(r["acc_mean"], r["acc_std"]),
                                             _ci(r["acc_ci_low"], r["acc_ci_high"])] + delta) + " |")
         said = audit_lines(table["audit"])
         if said and not said[0].startswith("Protocol audit: all"):

@@ -13,7 +13,7 @@ from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier, imagenet_kwargs
 from ..classifiers.models import load_imagenet_weights
 from ..classifiers.train import predict, train_classifier
-from ..config import ArmConfig, Config, save_config, to_dict
+from ..config import ArmConfig, Config, Rep, save_config, to_dict
 from ..data.augment import POLICIES, ClassicAugment, LabelMix, PolicyAugment
 from ..data.mixing import BatchSource
 from ..data.sources import source_hflip
@@ -75,13 +75,14 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     # Load data once: the split, and the synthetic set if any arm needs it (memory-mapped, shared between runs).
     memory.check(cfg, "train-clf")
     data, _ = load_split_data(cfg)
-    fakes: Dict[Optional[int], Tuple[torch.Tensor, torch.Tensor]] = {}
-    for g in sorted({cfg.gan_seed_of(seed) for arm, seed, _ in todo if arm.uses_synthetic}, key=lambda g: g or 0):
-        require_stage(cfg, SAMPLES, g)
-        fakes[g] = load_synthetic(p.samples(g), tuple(data.train.images.shape[1:]), data.classes)
+    fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor]] = {}
+    for rep in sorted({cfg.rep_of(arm, seed) for arm, seed, _ in todo if arm.uses_synthetic},
+                      key=lambda r: (r.generator or "", r.seed or 0)):
+        require_stage(cfg, SAMPLES, rep)
+        fakes[rep] = load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes)
     device = resolve_device(cfg.device)
     for i, (arm, seed, ckpt) in enumerate(todo, 1):
-        fake_x, fake_y = fakes[cfg.gan_seed_of(seed)] if arm.uses_synthetic else (None, None)
+        fake_x, fake_y = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None)
         _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]", ckpt)
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
@@ -102,7 +103,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     c = cfg.classifier
     p = paths(cfg)
     run_dir = p.clf_run(arm.name, seed)
-    gan_seed = cfg.gan_seed_of(seed)
+    rep = cfg.rep_of(arm, seed)
     num_classes = len(data.classes)
     ch, h, w = data.train.images.shape[1:]
 
@@ -157,9 +158,10 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         result = {
             "arm": arm.name,
             "seed": seed,
-            "gan_seed": (gan_seed if gan_seed is not None else cfg.gan.seed) if arm.uses_synthetic else None,
+            "gan_seed": (rep.seed if rep.seed is not None else cfg.gen(rep.generator).seed) if arm.uses_synthetic else None,
+            "generator": rep.generator if arm.uses_synthetic else None,
             # Which synthetic set, relative to out_dir, so `compare` can audit it.
-            "synthetic_set": p.relative(p.samples(gan_seed)) if arm.uses_synthetic else None,
+            "synthetic_set": p.relative(p.samples(rep)) if arm.uses_synthetic else None,
             "arm_config": to_dict(arm),
             "test": test,
             "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},

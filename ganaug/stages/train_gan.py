@@ -10,11 +10,10 @@ import torch
 import torch.nn as nn
 
 from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
-from ..config import Config, to_dict
+from ..config import Config, GanConfig, Rep, to_dict
 from ..errors import CheckpointError
-from ..gans import GANS, gan_kwargs, get_gan
+from ..gans import GANS, gan_kwargs, get_gan, train_generator
 from ..gans.official import load_official_generator
-from ..gans.training import AugmentSettings, train_gan
 from ..plots import plot_gan_metrics
 from ..utils import (
     Stats,
@@ -48,24 +47,31 @@ from .official import official_pkl, train_official
 
 
 def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False) -> List[Path]:
-    """Train `cfg.gan` (once per entry of gan_seeds) and write checkpoint.pt, metrics.jsonl, plots and grids.
+    """Train every generator of the config (each once per entry of gan_seeds) and write checkpoint.pt,
+    metrics.jsonl, plots and grids.
 
     `resume`: continue an interrupted run from its newest checkpoint (without it, one is an error).
     """
-    return [_train_one(cfg, g, force, progress, resume) for g in cfg.gan_replicates]
+    return [_train_one(cfg, rep, force, progress, resume) for rep in cfg.replicates]
 
 
-def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool, resume: bool) -> Path:
-    if cfg.gan.impl == "official":  # NVlabs' code in a subprocess (stages/official.py)
-        return train_official(cfg, gan_seed, force, progress)
+def describe(rep: Rep) -> str:
+    """'the GAN', 'the generator 'vae'', with ' of seed 3' where gan_seeds train several."""
+    return ((f"the generator '{rep.generator}'" if rep.generator is not None else "the GAN")
+            + (f" of seed {rep.seed}" if rep.seed is not None else ""))
+
+
+def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool) -> Path:
+    g = cfg.gen(rep.generator)
+    if getattr(g, "impl", None) == "official":  # NVlabs' code in a subprocess (stages/official.py)
+        return train_official(cfg, rep, force, progress)
     p = paths(cfg)
-    todo = start_stage(cfg, GAN, force, gan_seed)
+    todo = start_stage(cfg, GAN, force, rep)
     if todo is None:
-        return p.gan_checkpoint(gan_seed)
+        return p.gan_checkpoint(rep)
     fp, config = todo
     started = time.time()
-    what = "the training of the GAN" + (f" of seed {gan_seed}" if gan_seed is not None else "")
-    ckpt = resume_point(p.gan(gan_seed), fp, config, "gan", resume=resume, force=force, what=what,
+    ckpt = resume_point(p.gan(rep), fp, config, "gan", resume=resume, force=force, what=f"the training of {describe(rep)}",
                         command=GAN.command)
 
     # Load data: the training part of the split, nothing else.
@@ -77,19 +83,20 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
     num_classes = len(data.classes)
 
     # Build networks.
-    g = cfg.gan
     device = resolve_device(cfg.device)
-    seed = g.seed if gan_seed is None else gan_seed
+    seed = g.seed if rep.seed is None else rep.seed
     generator = seed_everything(seed)
     kwargs = gan_kwargs(g, resolution=h, channels=c, num_classes=num_classes)
     nets = get_gan(g.name, **kwargs)
     amp_dtype = autocast_dtype(g.amp, device)
     channels_last = use_channels_last(g.channels_last, device)
-    n_params = sum(t.numel() for t in nets.G.parameters()), sum(t.numel() for t in nets.D.parameters())
-    echo(f"train-gan: {g.name}{' per class' if g.per_class else ''} seed {seed} on {len(data.train.labels)} images "
-         f"({c}x{h}x{w}), G {n_params[0] / 1e6:.2f}M / D {n_params[1] / 1e6:.2f}M parameters, "
-         f"{f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}, augment {g.augment or 'none'}, "
-         f"device {device}{', bf16' if amp_dtype else ''}")
+    sizes = f"G {sum(t.numel() for t in nets.G.parameters()) / 1e6:.2f}M" + (
+        f" / D {sum(t.numel() for t in nets.D.parameters()) / 1e6:.2f}M" if nets.D is not None else "")
+    augment = getattr(g, "augment", None)
+    echo(f"train-gan: {g.name}{' per class' if getattr(g, 'per_class', False) else ''}"
+         f"{f' ({rep.generator})' if rep.generator else ''} seed {seed} on {len(data.train.labels)} images "
+         f"({c}x{h}x{w}), {sizes} parameters, {f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}"
+         f"{f', augment {augment}' if isinstance(g, GanConfig) else ''}, device {device}{', bf16' if amp_dtype else ''}")
     if ckpt is not None:
         echo(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
@@ -98,24 +105,21 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         evaluator, val_hashes = (make_evaluator(cfg, data, device) if g.eval_every else (None, None))
     meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
-            "classes": data.classes, "shape": [int(c), int(h), int(w)]}
-    with building(p.gan(gan_seed), resume=ckpt is not None) as out, catch_stop() as stop:
+            "classes": data.classes, "shape": [int(c), int(h), int(w)], "generator": rep.generator}
+    with building(p.gan(rep), resume=ckpt is not None) as out, catch_stop() as stop:
         stats = Stats(out / "metrics.jsonl")
         checkpointer = make_checkpointer(cfg, out, stop, meta)
-        result = train_gan(
-            nets, images=data.train.images, labels=data.train.labels, num_classes=num_classes,
-            epochs=g.epochs, kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]),
-            ema_kimg=g.ema_kimg, r1_gamma=g.r1_gamma or 0.0, r1_interval=g.r1_interval or 16,
-            augment=augment_settings(g), mirror=g.mirror, device=device, amp_dtype=amp_dtype,
-            channels_last=channels_last, generator=generator, stats=stats, grid_dir=out / "grids",
-            grid_every=g.grid_every, progress=progress, checkpointer=checkpointer, resume=ckpt,
-            evaluator=evaluator, eval_every=g.eval_every, select=g.select,
-        )
+        common = dict(images=data.train.images, labels=data.train.labels, num_classes=num_classes, epochs=g.epochs,
+                      kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]), ema_kimg=g.ema_kimg,
+                      mirror=g.mirror, device=device, amp_dtype=amp_dtype, generator=generator, stats=stats,
+                      grid_dir=out / "grids", grid_every=g.grid_every, progress=progress, checkpointer=checkpointer,
+                      resume=ckpt, evaluator=evaluator, eval_every=g.eval_every, select=g.select)
+        result = train_generator(nets, g, channels_last=channels_last, **common)  # the family's loop
         # Which snapshot was kept, and on which images it was chosen (the audit: never a test image).
         selection = {"kind": g.select or "last", "pairs": result["selection"], "val_hashes": val_hashes}
         save_checkpoint(out / "checkpoint.pt", {
             **meta,
-            "state_dict": {k: cpu_state(result[k]) for k in ("G", "D", "G_ema")},
+            "state_dict": {k: cpu_state(result[k]) if result[k] is not None else {} for k in ("G", "D", "G_ema")},
             "optimizer": result["optimizer"],
             "augment": result["augment"],
             "step": result["step"],
@@ -128,7 +132,7 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
         if g.select == "best-fid":
             atomic_write_json(out / SELECTION, selection)
         plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
-                         title=f"{g.name} seed {seed}: losses and D outputs")
+                         title=f"{g.name}{f' ({rep.generator})' if rep.generator else ''} seed {seed}: training")
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
                                                        "seed": seed, **output_hashes(out, "checkpoint.pt"),
                                                        "selection": {k: v for k, v in selection.items() if k != "val_hashes"},
@@ -137,11 +141,10 @@ def _train_one(cfg: Config, gan_seed: Optional[int], force: bool, progress: bool
     seconds = time.time() - started
     nimg = result["cur_nimg"] - (ckpt["cur_nimg"] if ckpt is not None else 0)  # trained by this process
     p_end = "".join(f", augment p {a['p']:.3f}" for a in result["augment"].values())
+    tick = ", ".join(f"{k} {v:.3f}" for k, v in last.items() if k.startswith(("loss/", "D(")))
     echo(f"train-gan: {result['step']} steps ({result['cur_nimg'] / 1000:g} kimg) in {seconds:.0f}s "
-         f"({nimg / max(seconds, 1e-9):.1f} img/s); last tick loss G {last['loss/G']:.3f} "
-         f"D {last['loss/D']:.3f}, D(x) {last['D(x)']:.2f}, D(G(z)) {last['D(G(z))']:.2f}{p_end} "
-         f"-> {p.gan_checkpoint(gan_seed)}")
-    return p.gan_checkpoint(gan_seed)
+         f"({nimg / max(seconds, 1e-9):.1f} img/s); last tick {tick}{p_end} -> {p.gan_checkpoint(rep)}")
+    return p.gan_checkpoint(rep)
 
 
 def make_evaluator(cfg: Config, data: Any, device: Any) -> Tuple[Callable[[nn.Module, Optional[int]], Dict[str, float]],
@@ -166,14 +169,6 @@ def make_evaluator(cfg: Config, data: Any, device: Any) -> Tuple[Callable[[nn.Mo
         return {"fid/val": fid(real, fake), "kid/val": kid(real, fake, subsets=10, seed=cfg.evaluate.seed)["kid"]}
 
     return evaluate, image_hashes(data.val.images)
-
-
-def augment_settings(g: Any) -> AugmentSettings:
-    """The augmentation of D's inputs a resolved gan config asks for."""
-    if g.augment in (None, "none"):
-        return AugmentSettings()
-    ada = {k: getattr(g, k) for k in ("ada_target", "ada_interval", "ada_kimg") if getattr(g, k) is not None}
-    return AugmentSettings(kind=g.augment, p=g.augment_p, augpipe=g.augpipe, diffaugment=g.diffaugment, **ada)
 
 
 def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
