@@ -7,6 +7,8 @@ into class folders, then runs in fresh processes:
 and prints wall seconds and peak resident memory (the process's own, and its largest worker's).
 
     python scripts/bench_imagefolder.py --n 400 --resolution 64 --out /tmp/bench-folder
+
+GANAUG_TREE=/path/to/another/checkout runs that checkout's ganaug instead (a before/after comparison).
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ import numpy as np
 from PIL import Image
 
 CHILD = r"""
-import json, resource, sys, time
+import json, os, resource, sys, time
+if os.environ.get("GANAUG_TREE"):  # another checkout of ganaug (e.g. an older commit, for a before/after figure)
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(f)]
+    sys.path.insert(0, os.environ["GANAUG_TREE"])
 t0 = time.time()
 mode, cfg = sys.argv[1], sys.argv[2]
 if mode == "split":
@@ -40,9 +45,38 @@ else:
     data, _ = load_split_data(c)
     t0 = t1
     assert len(data.train.labels) > 0
-print(json.dumps({"seconds": time.time() - t0, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                  "workers_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
+print(json.dumps({"seconds": time.time() - t0, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
+
+
+def _descendants(pid: int) -> list:
+    """The process ids below `pid` (from /proc), for the decoding workers' own memory."""
+    kids: dict = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
 
 
 def write_photos(root: Path, n: int, w: int, h: int, classes: int = 4, seed: int = 0) -> None:
@@ -62,8 +96,20 @@ def write_photos(root: Path, n: int, w: int, h: int, classes: int = 4, seed: int
 
 
 def child(mode: str, cfg: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(cfg)], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Run one stage in a fresh process; its own peak RSS, and the largest RSS any of its workers reached (sampled
+    from /proc: a spawned worker's ru_maxrss would count the parent's pages from before its exec)."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, mode, str(cfg)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    workers = 0.0
+    while proc.poll() is None:
+        workers = max([workers] + [_rss_mb(p) for p in _descendants(proc.pid)])
+        time.sleep(0.05)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(err.strip().splitlines()[-1] if err.strip() else f"exit {proc.returncode}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["workers_rss_mb"] = workers
+    return res
 
 
 def main() -> None:
@@ -92,7 +138,7 @@ def main() -> None:
     cfg.write_text(yaml.safe_dump({"name": "bench-imagefolder", "out_dir": str(run), "device": "cpu", "data": data,
                                    "split": {"n_per_class": 10, "val_per_class": 5}, "arms": [{"name": "real"}]}))
     split = child("split", cfg)
-    print(f"split:       {split['seconds']:6.1f} s, peak RSS {split['rss_mb']:7.0f} MB (largest worker "
+    print(f"split:       {split['seconds']:6.1f} s, peak RSS {split['rss_mb']:7.0f} MB (largest decoding worker "
           f"{split['workers_rss_mb']:.0f} MB)")
     later = child("load", cfg)
     print(f"later stage: {later['seconds']:6.2f} s to list the folder and load the decoded tensor from the cache, "
