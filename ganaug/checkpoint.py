@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 
+from . import distributed
 from .errors import CheckpointError, Interrupted
 from .utils import StopRequest, atomic_torch_save
 
@@ -97,14 +98,23 @@ class Checkpointer:
         return self.stop is not None and self.stop.requested
 
     def after_step(self, step: int, total: int, make_state: Callable[[], Dict[str, Any]], last: Optional[bool] = None) -> None:
-        """`last`: this was the final step of the whole run (default: step == total); the stage then finishes."""
+        """`last`: this was the final step of the whole run (default: step == total); the stage then finishes.
+
+        Under torchrun every rank calls this after every step: a stop request that reached any rank stops all of
+        them after the same step, and rank 0 alone saves.
+        """
         if (step >= total) if last is None else last:
             return  # the stage writes its final checkpoint itself
-        if not self.due(step):
+        stop = distributed.any_rank(self.stop is not None and self.stop.requested)
+        if not (self.due(step) or stop):
             return
-        path = self.save(step, make_state())
-        if self.stop is not None and self.stop.requested:
-            raise Interrupted(f"stopped by {self.stop.signal} after step {step} of {total}; saved {path}")
+        if distributed.is_main():
+            path = self.save(step, make_state())
+        else:
+            path = self.folder / f"step-{step:09d}.pt"  # where rank 0 saved it
+        if stop:
+            by = self.stop.signal if self.stop is not None and self.stop.signal else "a signal to another process"
+            raise Interrupted(f"stopped by {by} after step {step} of {total}; saved {path}")
 
     def save(self, step: int, ckpt: Dict[str, Any]) -> Path:
         path = self.folder / f"step-{step:09d}.pt"

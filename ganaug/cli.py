@@ -13,7 +13,7 @@ import click
 import yaml
 
 from . import __version__
-from .config import AUGMENT_KINDS, Config, load_config, parse_arm_shorthand, to_dict
+from .config import AUGMENT_KINDS, EXECUTORS, Config, load_config, parse_arm_shorthand, to_dict, validate_executor
 from .errors import ConfigError, GanaugError, Interrupted
 
 
@@ -93,16 +93,26 @@ def _config_options(f: Callable) -> Callable:
             return
         if force and kwargs.get("resume"):
             raise ConfigError("--force starts the stage over and --resume continues it; give one of them")
+        import contextlib
+
+        from . import distributed
         from .stages.common import run_lock
 
         ctx = click.get_current_context()
-        with run_lock(cfg.out_dir, f"ganaug {ctx.info_name}"):
+        if distributed.world() > 1 and ctx.info_name not in ("train-gan", "train-clf"):
+            raise ConfigError(f"`ganaug {ctx.info_name}` runs on one process; under torchrun use train-gan or train-clf "
+                              "(one model on several processes) and run the other stages without torchrun")
+        distributed.init(cfg.device)  # under torchrun: join the other processes; without it, nothing
+        # Under torchrun rank 0 alone holds the lock and writes the run folder; the others only train.
+        with run_lock(cfg.out_dir, f"ganaug {ctx.info_name}") if distributed.is_main() else contextlib.nullcontext():
             try:
                 f(cfg, force=force, progress=progress, **kwargs)
             except Interrupted as e:
                 again = _command_line(ctx, resume=any(p.name == "resume" for p in ctx.command.params))
-                click.echo(f"interrupted: {e}; continue with: {again}", err=True)
+                if distributed.is_main():
+                    click.echo(f"interrupted: {e}; continue with: {again}", err=True)
                 ctx.exit(130)
+            distributed.barrier()  # the lock is held until every process is done
 
     return wrapper
 
@@ -238,10 +248,17 @@ def export(cfg: Config, force: bool, progress: bool, fmt: str, output: Optional[
 
 @main.command()
 @_config_options
-def run(cfg: Config, force: bool, progress: bool) -> None:
-    """Every stage: split, train-gan, sample, train-clf for each arm and seed, compare."""
+@click.option("--executor", "executor", type=click.Choice(list(EXECUTORS)), default=None,
+              help="Where the cells run: serial (here, the default), local (processes here), ray, slurm "
+                   "(settings under executor: in the config, or --set executor.workers=2).")
+def run(cfg: Config, force: bool, progress: bool, executor: Optional[str]) -> None:
+    """Every stage: split, train-gan, sample, evaluate, train-clf for each arm and seed (each a cell of the
+    experiment's graph, on the executor), then compare."""
     from .stages import run_all
 
+    if executor is not None:
+        cfg.executor.name = executor
+        validate_executor(cfg.executor)
     click.echo(run_all(cfg, force=force, progress=progress), nl=False)
 
 
@@ -264,9 +281,11 @@ def list_cmd() -> None:
 
 
 def _save(cfg: Config) -> None:
+    from . import distributed
     from .stages.common import save_run_config
 
-    save_run_config(cfg)
+    if distributed.is_main():  # under torchrun, rank 0 alone writes
+        save_run_config(cfg)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,7 @@ class SplitConfig:
     fraction: Optional[float] = None  # this fraction of every class
     val_per_class: int = 50  # real validation images per class, for model selection
     test_per_class: Optional[int] = None  # None: every image left over (or the official test set)
+    test_after: Optional[int] = None  # test images come after this many training images per class [n_per_class]
     official_test: bool = True  # use the source's own test partition as the test pool when it has one
     shrink: Optional[ShrinkConfig] = None
     seed: int = 0
@@ -209,9 +210,19 @@ class SweepConfig:
     `<out_dir>/sweep/<key>=<value>/`: each its own table, correction family and audit.
     """
 
-    key: str = "mix.p_real"  # mix.p_real, mix.add (arms), or classifier.steps (sub-experiments)
+    key: str = "mix.p_real"  # mix.p_real, mix.add (arms), or an experiment key (split.n_per_class, gan.epochs, ...)
     values: Union[List[float], str, float] = "0:1:0.1"  # a list, or 'start:stop:step' (quoted in YAML; stop included)
     augment: Literal["none", "classic"] = "none"  # classic augmentation on every swept arm
+    inner: Optional["InnerSweepConfig"] = None  # an experiment sweep: an arm sweep inside each sub-experiment
+
+
+@dataclass
+class InnerSweepConfig:
+    """The second key of a two-key sweep: an arm key swept inside every sub-experiment (one curve per value)."""
+
+    key: str = "mix.p_real"
+    values: Union[List[float], str, float] = "0:1:0.25"
+    augment: Literal["none", "classic"] = "none"
 
 
 @dataclass
@@ -266,6 +277,38 @@ class CheckpointConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """Slurm jobs through submitit: the sbatch settings of every cell's job (the run folder must be on a file
+    system the compute nodes share: cells read their inputs from it and write their folders into it)."""
+
+    partition: Optional[str] = None
+    time_min: int = 60  # each cell's wall-time limit
+    mem_gb: Optional[float] = 8.0
+    gpus_per_node: Optional[int] = None  # default: executor.gpus rounded up
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    setup: List[str] = field(default_factory=list)  # shell lines before each cell (module load, conda activate)
+    array_parallelism: Optional[int] = None  # at most this many cells of one array job at once
+    cluster: Optional[Literal["slurm", "local", "debug"]] = None  # submitit's: None finds Slurm; local runs jobs here
+    poll_seconds: float = 10.0
+
+
+@dataclass
+class ExecutorConfig:
+    """Where the experiment's cells run (`ganaug run --executor`). Never part of a fingerprint: it cannot change a result
+    as long as each cell runs with the same number of torch threads (torch's CPU kernels split their sums by thread)."""
+
+    name: str = "serial"  # serial, local (processes here), ray, slurm
+    workers: Optional[int] = None  # local: processes [cores]; ray: the CPUs of a local Ray [cores]
+    threads: Optional[int] = None  # torch threads per cell [serial: torch's default; local: cores // workers; else cpus]
+    address: Optional[str] = None  # ray: a cluster's address, or auto; None starts a local Ray
+    cpus: int = 1  # ray / slurm: CPUs per cell
+    gpus: float = 0.0  # ray / slurm: GPUs per generator cell
+    clf_gpus: Optional[float] = None  # per classifier cell; a fraction (0.25) packs several on one GPU [gpus]
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+@dataclass
 class Config:
     name: str = "experiment"
     out_dir: str = "runs/experiment"
@@ -285,6 +328,7 @@ class Config:
     compare: CompareConfig = field(default_factory=CompareConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
     # Not a YAML key: the run folder whose split, GAN and samples this one reads (a sub-experiment of a sweep
     # over a classifier key shares its parent's, since their fingerprints are the same).
     upstream_dir: Optional[str] = field(default=None, metadata={"internal": True})
@@ -357,6 +401,14 @@ SWEEP_KEYS = {"mix.p_real": "p_real", "mix.add": "add"}
 # the GAN or the samples, so every sub-experiment reads the parent's.
 EXPERIMENT_SWEEP_KEYS: Dict[str, Dict[str, Any]] = {
     "classifier.steps": {"integer": True, "minimum": 1, "shares_upstream": True, "label": "classifier steps (the budget)"},
+    "split.n_per_class": {"integer": True, "minimum": 1, "shares_upstream": False, "label": "real training images per class"},
+    "split.fraction": {"integer": False, "minimum": 1e-9, "maximum": 1.0, "shares_upstream": False,
+                       "label": "share of the pool used for training"},
+    "gan.epochs": {"integer": True, "minimum": 1, "shares_upstream": False, "generator": True, "label": "generator epochs"},
+    "gan.kimg": {"integer": False, "minimum": 1e-9, "shares_upstream": False, "generator": True,
+                 "label": "generator training length (kimg)"},
+    "gan.lr": {"integer": False, "minimum": 1e-12, "shares_upstream": False, "generator": True,
+               "label": "generator learning rate"},
 }
 _MAX_SWEEP_VALUES = 200
 
@@ -391,9 +443,15 @@ def sweep_experiments(cfg: "Config") -> List[tuple[float, "Config"]]:
     for x in sweep_values(cfg.sweep):
         value: Any = int(round(x)) if spec["integer"] else x
         data = to_dict(cfg)
-        data["sweep"] = None
+        inner = cfg.sweep.inner
+        data["sweep"] = None if inner is None else {"key": inner.key, "values": inner.values, "augment": inner.augment}
         data["out_dir"] = str(Path(cfg.out_dir) / "sweep" / sweep_dir_name(key, x))
         data["name"] = f"{cfg.name} [{key}={x:g}]"
+        if key == "split.n_per_class":  # the other ways of sizing the training part give way to the swept one;
+            # the test images start after the largest value's training images, so every value scores the same ones
+            data["split"].update(fraction=None, first_per_class=None, test_after=int(max(sweep_values(cfg.sweep))))
+        elif key == "split.fraction":
+            data["split"].update(n_per_class=None, first_per_class=None)
         apply_override(data, key.split("."), value)
         sub = config_from_dict(data)
         sub.upstream_dir = cfg.upstream_dir or cfg.out_dir if spec["shares_upstream"] else None
@@ -882,6 +940,11 @@ def validate(cfg: Config) -> None:
           f"must be 1 or more: model selection needs real validation images, got {s.val_per_class}")
     if s.test_per_class is not None:
         _need(s.test_per_class >= 1, "split.test_per_class", f"must be 1 or more, got {s.test_per_class}")
+    if s.test_after is not None:
+        _need(s.first_per_class is None and s.fraction is None, "split.test_after",
+              "applies to a random split of n_per_class images per class, not to first_per_class or fraction")
+        n = s.n_per_class or 100
+        _need(s.test_after >= n, "split.test_after", f"must be at least split.n_per_class ({n}), got {s.test_after}")
     if s.shrink is not None:
         _need(0.0 < s.shrink.keep <= 1.0, "split.shrink.keep",
               f"must be the fraction of the class kept, in (0, 1], got {s.shrink.keep}")
@@ -970,30 +1033,8 @@ def validate(cfg: Config) -> None:
             _need(arm.mix.add <= cfg.sample.n_per_class, f"arms[{i}].mix.add",
                   f"asks for {arm.mix.add} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
     if cfg.sweep is not None:
-        if isinstance(cfg.sweep.values, float):
-            raise ConfigError(f"config key 'sweep.values' is the number {cfg.sweep.values:g}; YAML reads an unquoted "
-                              "0:1:0.1 as a base-60 number, so quote it ('0:1:0.1') or give a list")
-        key = sweep_key(cfg.sweep.key)
-        values = sweep_values(cfg.sweep)
-        _need(len(values) <= _MAX_SWEEP_VALUES, "sweep.values", f"gives {len(values)} values; {_MAX_SWEEP_VALUES} at most")
-        _need(len(set(values)) == len(values), "sweep.values", f"repeats a value: {values}")
-        for x in values:
-            if key in EXPERIMENT_SWEEP_KEYS:
-                spec = EXPERIMENT_SWEEP_KEYS[key]
-                _need(not spec["integer"] or float(x).is_integer(), "sweep.values", f"must be whole numbers for {key}, got {x:g}")
-                _need(x >= spec["minimum"], "sweep.values", f"must be {spec['minimum']} or more for {key}, got {x:g}")
-                _need(cfg.sweep.augment == "none", "sweep.augment",
-                      f"applies to a sweep over an arm key; a sweep over {key} runs every arm as the config has it")
-            elif key == "mix.p_real":
-                _need(0.0 <= x <= 1.0, "sweep.values", f"must be shares of real images in [0, 1] for {key}, got {x:g}")
-            else:
-                _need(x >= 0 and float(x).is_integer(), "sweep.values", f"must be whole numbers of fakes per class, got {x:g}")
-                if cfg.sample.proportions == "balanced":
-                    _need(x <= cfg.sample.n_per_class, "sweep.values",
-                          f"asks for {x:g} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
-        for arm in cfg.all_arms[len(cfg.arms):]:
-            _need(arm.name not in seen, "sweep", f"makes an arm named '{arm.name}', which arms already has; rename that arm")
-            seen.add(arm.name)
+        _validate_sweep(cfg, seen)
+    validate_executor(cfg.executor)
     _need(len(cfg.seeds) >= 1, "seeds", "must list at least one seed")
     _need(len(set(cfg.seeds)) == len(cfg.seeds), "seeds", f"must not repeat a seed, got {cfg.seeds}")
     if cfg.gan_seeds is not None:
@@ -1087,6 +1128,94 @@ def resolve_gan(cfg: Config, g: Optional[GeneratorConfig] = None) -> None:
         for k, v in _AUGMENT_DEFAULTS.get(g.augment or "none", {}).items():
             if getattr(g, k) is None:
                 setattr(g, k, v)
+
+
+def _validate_sweep(cfg: Config, seen: set) -> None:
+    """sweep: one key (an arm key, or an experiment key), and with an experiment key an optional inner arm key."""
+    assert cfg.sweep is not None
+    sw = cfg.sweep
+    key = sweep_key(sw.key)
+    _sweep_values_ok(cfg, "sweep", sw.values, key)
+    if key in EXPERIMENT_SWEEP_KEYS:
+        spec = EXPERIMENT_SWEEP_KEYS[key]
+        for x in sweep_values(sw):
+            _need(not spec["integer"] or float(x).is_integer(), "sweep.values", f"must be whole numbers for {key}, got {x:g}")
+            _need(x >= spec["minimum"], "sweep.values", f"must be {spec['minimum']:g} or more for {key}, got {x:g}")
+            if "maximum" in spec:
+                _need(x <= spec["maximum"], "sweep.values", f"must be {spec['maximum']:g} or less for {key}, got {x:g}")
+        _need(sw.augment == "none", "sweep.augment",
+              f"applies to a sweep over an arm key; a sweep over {key} runs every arm as the config has it "
+              "(an inner arm sweep takes its own: sweep.inner.augment)")
+        if spec.get("generator"):
+            _need(not cfg.generators, "sweep.key", f"is {key}, which sweeps the one generator of gan:; with generators: "
+                  "give each value its own generator entry instead")
+            field_name = key.split(".", 1)[1]
+            owners = _owners(field_name)
+            _need(field_name in {_yaml_key(f) for f in dataclasses.fields(cfg.gan)}, "sweep.key",
+                  f"is {key}, which gan '{cfg.gan.name}' does not read (it applies to {', '.join(owners) or 'no family'})")
+        if key == "split.n_per_class":
+            _need(cfg.split.test_after is None, "split.test_after",
+                  "is set by a sweep over split.n_per_class (its largest value, so every value is tested on the same "
+                  "images); leave it out")
+        if sw.inner is not None:
+            inner = sweep_key(sw.inner.key)
+            _need(inner in SWEEP_KEYS, "sweep.inner.key",
+                  f"is {sw.inner.key!r}; the inner key of a two-key sweep is an arm key ({' or '.join(SWEEP_KEYS)})")
+            _sweep_values_ok(cfg, "sweep.inner", sw.inner.values, inner)
+            names = {a.name for a in sweep_arms(SweepConfig(key=inner, values=sw.inner.values, augment=sw.inner.augment))}
+            clash = sorted(names & seen)
+            _need(not clash, "sweep.inner", f"makes an arm named '{clash[0] if clash else ''}', which arms already has; "
+                  "rename that arm")
+        return
+    _need(sw.inner is None, "sweep.inner", f"applies to a sweep over an experiment key ({', '.join(EXPERIMENT_SWEEP_KEYS)}), "
+          f"not over the arm key {key}")
+    for arm in cfg.all_arms[len(cfg.arms):]:
+        _need(arm.name not in seen, "sweep", f"makes an arm named '{arm.name}', which arms already has; rename that arm")
+        seen.add(arm.name)
+
+
+def _sweep_values_ok(cfg: Config, where: str, values: Any, key: str) -> None:
+    """The values of a sweep (or of its inner key): parseable, at most the limit, no repeats, in range for an arm key."""
+    if isinstance(values, float):
+        raise ConfigError(f"config key '{where}.values' is the number {values:g}; YAML reads an unquoted "
+                          "0:1:0.1 as a base-60 number, so quote it ('0:1:0.1') or give a list")
+    try:
+        xs = sweep_values(SweepConfig(key=key, values=values))
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("'sweep.values'", f"'{where}.values'")) from None
+    _need(len(xs) <= _MAX_SWEEP_VALUES, f"{where}.values", f"gives {len(xs)} values; {_MAX_SWEEP_VALUES} at most")
+    _need(len(set(xs)) == len(xs), f"{where}.values", f"repeats a value: {xs}")
+    for x in xs:
+        if key == "mix.p_real":
+            _need(0.0 <= x <= 1.0, f"{where}.values", f"must be shares of real images in [0, 1] for {key}, got {x:g}")
+        elif key == "mix.add":
+            _need(x >= 0 and float(x).is_integer(), f"{where}.values", f"must be whole numbers of fakes per class, got {x:g}")
+            if cfg.sample.proportions == "balanced":
+                _need(x <= cfg.sample.n_per_class, f"{where}.values",
+                      f"asks for {x:g} fakes per class but sample.n_per_class makes {cfg.sample.n_per_class}")
+
+
+EXECUTORS = ("serial", "local", "ray", "slurm")
+
+
+def validate_executor(e: ExecutorConfig) -> None:
+    _need(e.name in EXECUTORS, "executor.name", f"is {e.name!r}; choose one of {', '.join(EXECUTORS)}")
+    for k in ("workers", "threads"):
+        v = getattr(e, k)
+        _need(v is None or v >= 1, f"executor.{k}", f"must be 1 or more, got {v}")
+    _need(e.cpus >= 1, "executor.cpus", f"must be 1 or more, got {e.cpus}")
+    _need(e.gpus >= 0 and math.isfinite(e.gpus), "executor.gpus", f"must be 0 or more, got {e.gpus}")
+    _need(e.clf_gpus is None or (e.clf_gpus >= 0 and math.isfinite(e.clf_gpus)), "executor.clf_gpus",
+          f"must be 0 or more, got {e.clf_gpus}")
+    _need(e.address is None or e.name == "ray", "executor.address", f"applies to executor ray, not {e.name}")
+    sl = e.slurm
+    _need(sl.time_min >= 1, "executor.slurm.time_min", f"must be 1 minute or more, got {sl.time_min}")
+    _need(sl.mem_gb is None or sl.mem_gb > 0, "executor.slurm.mem_gb", f"must be positive, got {sl.mem_gb}")
+    _need(sl.poll_seconds > 0, "executor.slurm.poll_seconds", f"must be positive, got {sl.poll_seconds}")
+    _need(sl.array_parallelism is None or sl.array_parallelism >= 1, "executor.slurm.array_parallelism",
+          f"must be 1 or more, got {sl.array_parallelism}")
+    for i, line in enumerate(sl.setup):
+        _need("\n" not in line, f"executor.slurm.setup[{i}]", "must be one shell line; give several lines as several entries")
 
 
 def validate_gan(g: GeneratorConfig, key: str = "gan") -> None:

@@ -277,7 +277,7 @@ def test_report_and_sweep_through_the_cli(finished: Path, tmp_path: Path) -> Non
     assert r.exit_code == 0, r.output
     for name in ("p_real-0", "p_real-0.25", "p_real-0.5", "p_real-0.75", "p_real-1"):
         assert f"{name} seed 0" in r.output
-    for bad, words in (("p_real", "must look like KEY=SPEC"), ("gan.lr=0:1:0.1", "a sweep varies an arm key"),
+    for bad, words in (("p_real", "must look like KEY=SPEC"), ("gan.z_dim=8,16", "a sweep varies an arm key"),
                        ("mix.p_real=0:2:0.5", "must be shares of real images in [0, 1]"),
                        ("mix.p_real=1:0:0.1", "'start:stop:step' with step > 0")):
         r = runner.invoke(main, ["run", "-c", str(cfg_file), "--sweep", bad, "--dry-run"])

@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import image_hashes, to_float
 from ..data.mixing import BatchSource
@@ -60,12 +61,17 @@ def train_classifier(
 
     The test set is not an argument: this loop cannot see it. `checkpointer` saves everything needed to
     continue; `resume` (one such checkpoint) continues from it exactly as if never interrupted.
+    Under torchrun (`distributed`) every rank draws the same global batch, augments and mixes it, and trains
+    the model through DDP on its slice; rank 0 scores validation and selects, and its selected weights are
+    every rank's at the end.
     """
     # Build the model and optimizer.
     model = model.to(device)
     mem = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    several = distributed.world() > 1
+    net = distributed.wrap(model, device)  # what trains: DDP over the ranks, or the model itself on one process
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -107,10 +113,12 @@ def train_classifier(
         target = y
         if mixer is not None:  # MixUp / CutMix: mixed images, soft labels
             x, target = mixer(x, y, generator)
+        if several:  # the global batch was drawn, augmented and mixed above, alike on every rank: train on a slice
+            x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
         x = x.to(device).contiguous(memory_format=mem)
         y, target = y.to(device), target.to(device)
         with autocast(device, amp_dtype):
-            logits = model(x)
+            logits = net(x)
         loss = F.cross_entropy(logits.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -119,22 +127,30 @@ def train_classifier(
         n_real = int(is_real.sum())
         seen["real"] += n_real
         seen["fake"] += len(is_real) - n_real
-        stats.report("loss/train", loss)
-        stats.report("acc/train", (logits.argmax(1) == y).float().mean())
+        rep_loss, rep_acc = distributed.mean(loss, (logits.argmax(1) == y).float().mean())  # over the global batch
+        stats.report("loss/train", rep_loss)
+        stats.report("acc/train", rep_acc)
         stats.report("share_real", n_real / len(is_real))
 
-        # Model selection on real validation images only.
+        # Model selection on real validation images only (by rank 0 under torchrun; the others go on to the next step).
         if step % eval_every == 0 or step == steps:
-            pred = predict(model, val_images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-            val_acc = float((pred == val_labels).float().mean())
-            if val_acc >= best["val_acc"]:  # ties go to the later, more trained weights
-                best = {"val_acc": val_acc, "step": step,
-                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-            stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
-            bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
+            if distributed.is_main():
+                pred = predict(model, val_images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+                val_acc = float((pred == val_labels).float().mean())
+                if val_acc >= best["val_acc"]:  # ties go to the later, more trained weights
+                    best = {"val_acc": val_acc, "step": step,
+                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
+                bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
+            else:
+                stats.tick(step=step, lr=sched.get_last_lr()[0])
         if checkpointer is not None:
             checkpointer.after_step(step, steps, make_state)
     bar.close()
-    model.load_state_dict(best["state"])
+    if distributed.is_main():
+        model.load_state_dict(best["state"])
+    # Several processes: rank 0's selected weights (and BatchNorm statistics) and its choice on every rank.
+    distributed.broadcast_module(model)
+    best = distributed.broadcast_object({"step": best["step"], "val_acc": best["val_acc"]})
     return {"model": model, "best_step": best["step"], "best_val_acc": best["val_acc"], "seen": seen,
             "optimizer": opt.state_dict(), "val_hashes": val_hashes}

@@ -70,7 +70,9 @@ def make_split(ds: ImageSet, cfg: SplitConfig, data_cfg: DataConfig) -> Dict[str
             val, rest = rest[:n_val], rest[n_val:]
         else:
             perm = rng.permutation(pool)
-            val, train, rest = perm[:n_val], perm[n_val:n_val + n_train], perm[n_val + n_train:]
+            # test_after (a sweep over n_per_class): the test part starts where the largest training part ends
+            after = max(n_train, cfg.test_after or 0)
+            val, train, rest = perm[:n_val], perm[n_val:n_val + n_train], perm[n_val + after:]
         test = test_pool if test_pool is not None else rest
         if cfg.test_per_class is not None:
             if cfg.test_per_class > len(test):

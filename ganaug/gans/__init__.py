@@ -23,7 +23,8 @@ def register_gan(name: str, **meta: Any) -> Callable:
     Meta: `config`, the family's schema (a GeneratorConfig dataclass: its keys, and only its keys, are valid
     under gan: for it); `defaults(cfg, resolution)`, the keys it fills when left out; `kwargs(cfg, resolution,
     channels, num_classes)`, the builder's arguments (stored in checkpoints to rebuild without the config);
-    `trainer`, the training loop (`gan`, the adversarial one, unless said).
+    `trainer`, the training loop (`gan`, the adversarial one, unless said); `ddp`, True where that loop trains
+    one model on several processes under torchrun (`ganaug.distributed`).
     """
     return GANS.register(name, **meta)
 

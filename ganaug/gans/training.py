@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torchvision.utils import save_image
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
@@ -116,6 +117,8 @@ def train_gan(
     drawing the same batches, noise and augmentations as a run that was never interrupted.
     `evaluator(G, cls)` scores the moving-average generator every `eval_every` epochs (FID on validation
     images, in metrics.jsonl); `select: best-fid` keeps the snapshot with the lowest one.
+    Under torchrun (`distributed`) every rank trains G and D through DDP on its slice of the global batch;
+    rank 0 evaluates, and its networks are every rank's at the end.
     """
     G, D = nets.G.to(device), nets.D.to(device)
     if channels_last:
@@ -187,6 +190,10 @@ def train_gan(
             augment_state[key] = state["augment"]
         counters["step"] += state["step"]
         counters["cur_nimg"] += state["cur_nimg"]
+    # Several processes: rank 0's networks (its selected snapshot, its BatchNorm statistics) on every rank.
+    for net in (G, D, G_ema):
+        if net is not None:
+            distributed.broadcast_module(net)
     return {"G": G, "D": D, "G_ema": G_ema if G_ema is not None else G, "optimizer": optim,
             "augment": augment_state, "selection": selection, **counters}
 
@@ -210,6 +217,9 @@ def _train_pair(
     epochs = math.ceil(total / steps_per_epoch)
     z_dim = G.z_dim
     tag = "" if cls is None else f"class {cls} "
+    # Several processes (torchrun): G and D in DDP, each rank on its slice of the global batch; one: G and D.
+    several = distributed.world() > 1
+    G_net, D_net = distributed.wrap(G, device), distributed.wrap(D, device)
 
     # Fixed noise for grids: one row per class (up to 10) for a conditional G, else 8 x 8.
     rows = min(num_classes, 10) if conditional else 8
@@ -224,7 +234,10 @@ def _train_pair(
            if augment.kind == "ada" and pipe is not None else None)
 
     def aug(x: torch.Tensor) -> torch.Tensor:
-        return pipe(x) if pipe is not None else x
+        if pipe is None:
+            return x
+        # Several processes: this rank's rows augmented as within the global batch, so the draws match one process.
+        return distributed.per_sample(pipe, x, batch_size) if several else pipe(x)
 
     # Build optimizers. With lazy R1 every r1_interval steps, D's Adam is rescaled as StyleGAN2 does so the
     # regulariser's extra steps do not change the effective learning rate and momentum.
@@ -275,32 +288,38 @@ def _train_pair(
             real = torch.where(flip[:, None, None, None], real.flip(3), real)
         y = y_all[idx] if conditional else None
         z = torch.randn(len(idx), z_dim, device=device)
+        if several:  # every rank drew the whole global batch above (the same streams); each trains on its slice
+            real, z = distributed.shard(real), distributed.shard(z)
+            y = distributed.shard(y) if y is not None else None
 
         # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
         with autocast(device, amp_dtype):
-            fake = G(z, y)
-            d_real = D(aug(real), y).float()
-            d_fake = D(aug(fake.detach()), y).float()
+            fake = G_net(z, y)
+            d_real = D_net(aug(real), y).float()
+            d_fake = D_net(aug(fake.detach()), y).float()
         loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         opt_D.step()
         if ada is not None:
-            ada.accumulate(d_real.detach())
+            ada.accumulate(distributed.gather(d_real.detach()))  # r_t over the global batch
 
         # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
         if use_r1 and step % r1_interval == 0:
             real_tmp = real.detach().requires_grad_(True)
-            d_r1 = D(aug(real_tmp), y).float()
+            d_r1 = D_net(aug(real_tmp), y).float()
             (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3])
             loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
+            if several:  # every D parameter in the graph (D's output bias is not in R1's), as DDP's reduction waits for all
+                loss_r1 = loss_r1 + d_r1.sum() * 0
             opt_D.zero_grad(set_to_none=True)
             loss_r1.backward()
             opt_D.step()
-            stats.report("loss/r1", penalty.mean())
+            stats.report("loss/r1", *distributed.mean(penalty.mean()))
 
-        # G: maximise log D(G(z)) (the non-saturating loss).
+        # G: maximise log D(G(z)) (the non-saturating loss). D itself, not its DDP wrapper: only G's gradients
+        # are averaged over the ranks here, D's are discarded before its next step.
         with autocast(device, amp_dtype):
             d_gen = D(aug(fake), y).float()
         loss_G = F.softplus(-d_gen).mean()
@@ -322,10 +341,13 @@ def _train_pair(
                 stats.report("augment/rt", rt)
         if pipe is not None:
             stats.report("augment/p", float(pipe.p))
-        stats.report("loss/G", loss_G)
-        stats.report("loss/D", loss_D)
-        stats.report("D(x)", torch.sigmoid(d_real).mean())
-        stats.report("D(G(z))", torch.sigmoid(d_fake).mean())
+        # Several processes: the means over the global batch (of the ranks' equal slices).
+        rep_G, rep_D, rep_real, rep_fake = distributed.mean(loss_G, loss_D, torch.sigmoid(d_real).mean(),
+                                                            torch.sigmoid(d_fake).mean())
+        stats.report("loss/G", rep_G)
+        stats.report("loss/D", rep_D)
+        stats.report("D(x)", rep_real)
+        stats.report("D(G(z))", rep_fake)
         bar.update(1)
         if step % 10 == 0:
             post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}

@@ -431,6 +431,37 @@ def _acquire(path: Path, root: Path) -> int:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def cell_lock(folder: Path) -> Iterator[None]:
+    """Hold `<folder>.lock` while one cell of an experiment writes `folder`: a second writer of the same cell (another
+    coordinator, a worker on another host that sees the folder) waits, then finds the cell done and skips it. An
+    flock, so a dead worker's lock is free again; on a network file system it needs working flock (NFSv4, Lustre)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = folder.parent / (folder.name + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder is done (or dead)
+        try:
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)  # before unlocking, so a waiter never keeps a file that is no longer the lock
+        os.close(fd)
+
+
 def save_run_config(cfg: Config) -> None:
     """The resolved config of the latest command, at the top of the run folder."""
     save_config(cfg, paths(cfg).root / "config.yaml")

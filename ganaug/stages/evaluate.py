@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 
@@ -45,16 +45,20 @@ from .features import domain_checkpoint
 RESULT = "quality.json"
 
 
-def run_evaluate(cfg: Config, force: bool = False) -> List[Path]:
-    """Write `<out_dir>/evaluate/quality.json` (one per entry of gan_seeds) and the closest-pairs grid."""
-    if force or not all(up_to_date(cfg, EVALUATE, rep) for rep in cfg.replicates):
+def run_evaluate(cfg: Config, force: bool = False, reps: Optional[Sequence[Rep]] = None,
+                 train_features: bool = True) -> List[Path]:
+    """Write `<out_dir>/evaluate/quality.json` (one per generator and entry of gan_seeds, or per rep of `reps`) and
+    the closest-pairs grid."""
+    reps = cfg.replicates if reps is None else list(reps)
+    if force or not all(up_to_date(cfg, EVALUATE, rep) for rep in reps):
         memory.check(cfg, "evaluate")
-        for rep in cfg.replicates:
+        for rep in reps:
             require_stage(cfg, SAMPLES, rep)
         if cfg.evaluate.features != "domain":  # a missing or wrong network file is said before any work
             get_extractor(cfg.evaluate, device=resolve_device(cfg.device))
-        domain_checkpoint(cfg, force=force)  # once: every set is scored in the same features
-    return [_evaluate_one(cfg, rep, force) for rep in cfg.replicates]
+        # once: every set is scored in the same features (an experiment's graph trains them in a cell of their own)
+        domain_checkpoint(cfg, force=force and train_features)
+    return [_evaluate_one(cfg, rep, force) for rep in reps]
 
 
 def _subset(labels: torch.Tensor, per_class: List[int], gen: torch.Generator) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -36,9 +36,10 @@ from .train_gan import load_generator
 CHUNK = 16384  # images generated and written at a time (sample.chunk_size)
 
 
-def run_sample(cfg: Config, force: bool = False) -> List[Path]:
-    """Write `<out_dir>/samples/` (one per entry of gan_seeds): samples.pt, images/<class>/*.png and grid.png."""
-    return [_sample_one(cfg, rep, force) for rep in cfg.replicates]
+def run_sample(cfg: Config, force: bool = False, reps: Optional[Sequence[Rep]] = None) -> List[Path]:
+    """Write `<out_dir>/samples/` (one per generator and entry of gan_seeds, or per rep of `reps`): samples.pt,
+    images/<class>/*.png and grid.png."""
+    return [_sample_one(cfg, rep, force) for rep in (cfg.replicates if reps is None else reps)]
 
 
 def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .. import memory
+from .. import distributed, memory
 from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier, imagenet_kwargs
 from ..classifiers.models import load_imagenet_weights
@@ -40,6 +41,7 @@ from .common import (
     load_split_data,
     make_checkpointer,
     needs_run,
+    partial_of,
     paths,
     require_stage,
     resume_point,
@@ -52,7 +54,9 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     """Train every (arm, seed) whose run is missing; returns the run folders.
 
     `resume`: continue interrupted runs from their newest checkpoints (without it, one is an error).
+    Under torchrun, each run is one model on all the processes (`distributed`): rank 0 writes, the others only train.
     """
+    distributed.require_divisible(cfg.classifier.batch_size, "classifier.batch_size")
     arms = list(arms or cfg.all_arms)
     seeds = list(seeds if seeds is not None else cfg.seeds)
     p = paths(cfg)
@@ -67,7 +71,7 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
                                     command="ganaug train-clf")
                 todo.append((arm, seed, ckpt))
     done = len(arms) * len(seeds) - len(todo)
-    if done:
+    if done and distributed.is_main():
         echo(f"train-clf: {done} run(s) up to date")
     if not todo:
         return [p.clf_run(a.name, s) for a in arms for s in seeds]
@@ -83,7 +87,8 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     device = resolve_device(cfg.device)
     for i, (arm, seed, ckpt) in enumerate(todo, 1):
         fake_x, fake_y = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None)
-        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress, f"[{i}/{len(todo)}]", ckpt)
+        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress and distributed.is_main(),
+                   f"[{i}/{len(todo)}]", ckpt)
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
 
@@ -102,6 +107,8 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     started = time.time()
     c = cfg.classifier
     p = paths(cfg)
+    main = distributed.is_main()  # the one process that writes and prints (always, without torchrun)
+    say = echo if main else (lambda msg: None)
     run_dir = p.clf_run(arm.name, seed)
     rep = cfg.rep_of(arm, seed)
     num_classes = len(data.classes)
@@ -114,7 +121,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     model = get_classifier(c.name, **kwargs)
     if (c.pretrained or c.weights is not None) and ckpt is None:  # fine-tune from ImageNet weights
         source = load_imagenet_weights(c.name, model, c.weights)
-        echo(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
+        say(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
     batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator)
     augment = make_augment(cfg, arm)
     mixer = LabelMix(arm.label_mix, getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0, num_classes) \
@@ -126,13 +133,15 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
         if ckpt["data_fingerprint"] != data.fingerprint:
             raise CheckpointError(f"checkpoint '{ckpt['path']}' was trained on another split; "
                                   "rerun `ganaug train-clf` with --force to start over on this one")
-        echo(f"train-clf {counter} {arm.name} seed {seed}: resuming from {ckpt['path']} (step {ckpt['step']})")
+        say(f"train-clf {counter} {arm.name} seed {seed}: resuming from {ckpt['path']} (step {ckpt['step']})")
 
     fp, config = clf_fingerprint(cfg, arm, seed), clf_config(cfg, arm, seed)
     test_reads = data.test.reads  # every read of the test images from here on is this run's (the audit expects one)
-    with building(run_dir, resume=ckpt is not None) as out, catch_stop() as stop:
+    # Under torchrun rank 0 alone writes; the other ranks train beside it (their checkpointer only joins stops).
+    folder = building(run_dir, resume=ckpt is not None) if main else contextlib.nullcontext(partial_of(run_dir))
+    with folder as out, catch_stop() as stop:
         # Train, selecting weights on the real validation set; resumable checkpoints as configured.
-        stats = Stats(out / "metrics.jsonl")
+        stats = Stats(out / "metrics.jsonl" if main else None)
         checkpointer = make_checkpointer(cfg, out, stop, {
             "kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config, "classes": data.classes})
@@ -144,6 +153,9 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             checkpointer=checkpointer, resume=ckpt,
         )
         train_seconds = time.time() - started
+        if not main:  # the selected weights are rank 0's now; wait until it has tested them and written the run
+            distributed.barrier()
+            return
 
         # Test: once, with the selected weights.
         pred = predict(res["model"], data.test.images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
@@ -173,10 +185,12 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "protocol": {"validation_hashes": res["val_hashes"], "test_evaluations": data.test.reads - test_reads},
             "data_fingerprint": data.fingerprint,
             "train_seconds": round(train_seconds, 2),
+            "world_size": distributed.world(),  # processes that trained it (not in the fingerprint: any number is the same run)
         }
         atomic_write_json(out / "result.json", result)
         save_config(cfg, out / "config.yaml")
         write_record(out, "classifier", fp, config, started,
                      {"resumed_from_step": ckpt["step"] if ckpt is not None else None})
+    distributed.barrier()  # the other ranks go on once the run is whole
     echo(f"train-clf {counter} {arm.name} seed {seed}: val {res['best_val_acc']:.4f} (step {res['best_step']}), "
          f"test acc {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} in {train_seconds:.0f}s")

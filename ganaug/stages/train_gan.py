@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
+from .. import distributed
 from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from ..config import Config, GanConfig, Rep, to_dict
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..gans import GANS, gan_kwargs, get_gan, train_generator
 from ..gans.official import load_official_generator
 from ..plots import plot_gan_metrics
@@ -37,6 +39,7 @@ from .common import (
     load_split_data,
     make_checkpointer,
     output_hashes,
+    partial_of,
     paths,
     resume_point,
     start_stage,
@@ -46,13 +49,32 @@ from .common import (
 from .official import official_pkl, train_official
 
 
-def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False) -> List[Path]:
-    """Train every generator of the config (each once per entry of gan_seeds) and write checkpoint.pt,
-    metrics.jsonl, plots and grids.
+def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False,
+                  reps: Optional[Sequence[Rep]] = None) -> List[Path]:
+    """Train every generator of the config (each once per entry of gan_seeds), or those of `reps`, and write
+    checkpoint.pt, metrics.jsonl, plots and grids.
 
     `resume`: continue an interrupted run from its newest checkpoint (without it, one is an error).
+    Under torchrun, one model on all the processes (`distributed`): rank 0 writes, the others only train.
     """
-    return [_train_one(cfg, rep, force, progress, resume) for rep in cfg.replicates]
+    reps = cfg.replicates if reps is None else reps
+    for rep in reps:
+        check_world(cfg, rep)
+    return [_train_one(cfg, rep, force, progress and distributed.is_main(), resume) for rep in reps]
+
+
+def check_world(cfg: Config, rep: Rep) -> None:
+    """Under torchrun: only a family whose loop runs in DDP, and a global batch that splits over the processes."""
+    if distributed.world() == 1:
+        return
+    g = cfg.gen(rep.generator)
+    key = "gan" if rep.generator is None else f"generators.{rep.generator}"
+    official = getattr(g, "impl", None) == "official"
+    if official or not GANS.meta(g.name).get("ddp"):
+        several = ", ".join(n for n in GANS.names() if GANS.meta(n).get("ddp"))
+        raise ConfigError(f"{key}.name {g.name}{' (impl: official)' if official else ''} trains on one process; "
+                          f"drop torchrun (families that train on several: {several})")
+    distributed.require_divisible(g.batch_size, f"{key}.batch_size")
 
 
 def describe(rep: Rep) -> str:
@@ -66,7 +88,9 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
     if getattr(g, "impl", None) == "official":  # NVlabs' code in a subprocess (stages/official.py)
         return train_official(cfg, rep, force, progress)
     p = paths(cfg)
-    todo = start_stage(cfg, GAN, force, rep)
+    main = distributed.is_main()  # the one process that writes and prints (always, without torchrun)
+    say = echo if main else (lambda msg: None)
+    todo = start_stage(cfg, GAN, force, rep, quiet=not main)
     if todo is None:
         return p.gan_checkpoint(rep)
     fp, config = todo
@@ -93,28 +117,35 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
     sizes = f"G {sum(t.numel() for t in nets.G.parameters()) / 1e6:.2f}M" + (
         f" / D {sum(t.numel() for t in nets.D.parameters()) / 1e6:.2f}M" if nets.D is not None else "")
     augment = getattr(g, "augment", None)
-    echo(f"train-gan: {g.name}{' per class' if getattr(g, 'per_class', False) else ''}"
+    say(f"train-gan: {g.name}{' per class' if getattr(g, 'per_class', False) else ''}"
          f"{f' ({rep.generator})' if rep.generator else ''} seed {seed} on {len(data.train.labels)} images "
          f"({c}x{h}x{w}), {sizes} parameters, {f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}"
-         f"{f', augment {augment}' if isinstance(g, GanConfig) else ''}, device {device}{', bf16' if amp_dtype else ''}")
+         f"{f', augment {augment}' if isinstance(g, GanConfig) else ''}, device {device}{', bf16' if amp_dtype else ''}"
+         f"{f', {distributed.world()} processes' if distributed.world() > 1 else ''}")
     if ckpt is not None:
-        echo(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
+        say(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
     # Train, saving resumable checkpoints as configured; Ctrl-C / SIGTERM saves one and stops.
     with preserve_rng():  # building the evaluator (a network) must not move the GAN's random streams
-        evaluator, val_hashes = (make_evaluator(cfg, data, device) if g.eval_every else (None, None))
+        evaluator, val_hashes = (make_evaluator(cfg, data, device) if g.eval_every and main else (None, None))
     meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
             "classes": data.classes, "shape": [int(c), int(h), int(w)], "generator": rep.generator}
-    with building(p.gan(rep), resume=ckpt is not None) as out, catch_stop() as stop:
-        stats = Stats(out / "metrics.jsonl")
+    # Under torchrun rank 0 alone writes; the other ranks train beside it (their checkpointer only joins stops).
+    folder = building(p.gan(rep), resume=ckpt is not None) if main else contextlib.nullcontext(partial_of(p.gan(rep)))
+    with folder as out, catch_stop() as stop:
+        stats = Stats(out / "metrics.jsonl" if main else None)
         checkpointer = make_checkpointer(cfg, out, stop, meta)
         common = dict(images=data.train.images, labels=data.train.labels, num_classes=num_classes, epochs=g.epochs,
                       kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]), ema_kimg=g.ema_kimg,
                       mirror=g.mirror, device=device, amp_dtype=amp_dtype, generator=generator, stats=stats,
-                      grid_dir=out / "grids", grid_every=g.grid_every, progress=progress, checkpointer=checkpointer,
-                      resume=ckpt, evaluator=evaluator, eval_every=g.eval_every, select=g.select)
+                      grid_dir=out / "grids" if main else None, grid_every=g.grid_every, progress=progress,
+                      checkpointer=checkpointer, resume=ckpt, evaluator=evaluator, eval_every=g.eval_every,
+                      select=g.select)
         result = train_generator(nets, g, channels_last=channels_last, **common)  # the family's loop
+        if not main:  # the networks are rank 0's now; wait until it has written the stage
+            distributed.barrier()
+            return p.gan_checkpoint(rep)
         # Which snapshot was kept, and on which images it was chosen (the audit: never a test image).
         selection = {"kind": g.select or "last", "pairs": result["selection"], "val_hashes": val_hashes}
         save_checkpoint(out / "checkpoint.pt", {
@@ -136,7 +167,9 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
         write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
                                                        "seed": seed, **output_hashes(out, "checkpoint.pt"),
                                                        "selection": {k: v for k, v in selection.items() if k != "val_hashes"},
-                                                       "resumed_from_step": ckpt["step"] if ckpt is not None else None})
+                                                       "resumed_from_step": ckpt["step"] if ckpt is not None else None,
+                                                       "world_size": distributed.world()})
+    distributed.barrier()  # the other ranks go on once the stage is whole
     last = stats.last
     seconds = time.time() - started
     nimg = result["cur_nimg"] - (ckpt["cur_nimg"] if ckpt is not None else 0)  # trained by this process

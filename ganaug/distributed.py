@@ -1,0 +1,244 @@
+"""One model on several processes: PyTorch DistributedDataParallel under torchrun.
+
+`torchrun --nproc_per_node N -m ganaug train-gan|train-clf -c CONFIG` starts N processes (ranks) that train
+one model together. The config's batch_size stays the GLOBAL batch: every rank draws the same global batch
+indices, noise and augmentations from the run's seeded generators (so every random stream, and the state a
+checkpoint saves, is the same at any world size), then trains on its own contiguous slice of it (`shard`);
+DDP averages the gradients, which for per-sample-mean losses is the global batch's mean gradient. Rank 0
+alone holds the run lock and writes the stages; the other ranks train beside it (cli.py's `_save` still has
+every rank rewrite the top-level config.yaml, with the same bytes, while rank 0 holds the lock).
+
+Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op, and training is exactly as before.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from typing import Any, Callable, List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .errors import ConfigError
+
+try:
+    import torch.distributed as dist
+
+    AVAILABLE = dist.is_available()
+except ImportError:  # pragma: no cover - a torch built without distributed
+    AVAILABLE = False
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={value!r} is not a whole number; torchrun sets it, "
+                          "so run under torchrun or unset it") from None
+
+
+def world() -> int:
+    """How many processes train the model (torchrun's WORLD_SIZE; 1 without torchrun)."""
+    return max(1, _env_int("WORLD_SIZE", 1))
+
+
+def rank() -> int:
+    """This process's place among them, 0 .. world() - 1 (torchrun's RANK; 0 without torchrun)."""
+    return _env_int("RANK", 0) if world() > 1 else 0
+
+
+def local_rank() -> int:
+    """This process's place on its machine (torchrun's LOCAL_RANK): the CUDA device it uses."""
+    return _env_int("LOCAL_RANK", 0) if world() > 1 else 0
+
+
+def is_main() -> bool:
+    """Rank 0: the one process that writes the run folder, prints progress and evaluates."""
+    return rank() == 0
+
+
+def active() -> bool:
+    """Whether several processes train together (and the process group is up)."""
+    return world() > 1 and AVAILABLE and dist.is_initialized()
+
+
+def init(device: str = "auto") -> None:
+    """Join torchrun's process group when WORLD_SIZE > 1 (gloo for CPU tensors, NCCL for CUDA ones); else nothing.
+
+    `device`: the config's. Training on CUDA, each process uses device LOCAL_RANK. Safe to call more than once.
+    """
+    if world() == 1:
+        return
+    if not AVAILABLE:
+        raise ConfigError(f"WORLD_SIZE is {world()} but this torch build has no torch.distributed; "
+                          "run ganaug without torchrun")
+    if device.startswith("cuda:"):
+        raise ConfigError(f"device {device} would put every process on one GPU; under torchrun set device: cuda "
+                          "(or auto), and each process takes the GPU of its LOCAL_RANK")
+    if dist.is_initialized():
+        return
+    if torch.cuda.is_available() and device in ("auto", "cuda"):
+        if local_rank() >= torch.cuda.device_count():
+            raise ConfigError(f"LOCAL_RANK {local_rank()} but this machine has {torch.cuda.device_count()} CUDA "
+                              "device(s); give torchrun --nproc_per_node at most that many")
+        torch.cuda.set_device(local_rank())
+        backend = "cpu:gloo,cuda:nccl"  # NCCL for the model on the GPU, gloo for CPU tensors (device: cpu)
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend)
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (e.g. until rank 0 has written what the others read next)."""
+    if active():
+        dist.barrier()
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (any picklable value)."""
+    if not active():
+        return obj
+    box = [obj if is_main() else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+@torch.no_grad()
+def broadcast_module(module: nn.Module) -> None:
+    """Make `module`'s parameters and buffers (BatchNorm statistics too) rank 0's, in place."""
+    if not active():
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        dist.broadcast(t.data, src=0)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if `flag` is true on any (e.g. a stop request that reached one process first)."""
+    if not active():
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _collective_device(like: Optional[torch.device] = None) -> torch.device:
+    """Where small tensors for collectives live: `like`'s device where the process group serves it, else the
+    CPU under gloo, the GPU under NCCL alone."""
+    backend = str(dist.get_backend())
+    if like is not None and (like.type == "cpu" and "gloo" in backend or like.type == "cuda" and "nccl" in backend):
+        return like
+    return torch.device("cpu") if "gloo" in backend else torch.device("cuda", torch.cuda.current_device())
+
+
+@torch.no_grad()
+def mean(*values: torch.Tensor) -> List[torch.Tensor]:
+    """Per-slice scalars averaged over the ranks: the global batch's value for per-sample means of equal slices."""
+    if not active():
+        return list(values)
+    t = torch.stack([v.detach().float().mean() for v in values])
+    t = t.to(_collective_device(t.device))
+    dist.all_reduce(t)
+    t = t / world()
+    return list(t.to(values[0].device).unbind())
+
+
+@torch.no_grad()
+def gather(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's slice, concatenated in rank order: the global batch's tensor (no gradient)."""
+    if not active():
+        return x
+    parts = [torch.empty_like(x) for _ in range(world())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def _bounds(n: int) -> tuple[int, int]:
+    per = n // world()
+    return rank() * per, (rank() + 1) * per
+
+
+def shard(batch: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous slice of a global batch (indices, images, labels, noise): rows [r*B/W, (r+1)*B/W)."""
+    if world() == 1:
+        return batch
+    n = len(batch)
+    if n % world():
+        raise ValueError(f"a global batch of {n} cannot be split evenly over {world()} processes")
+    lo, hi = _bounds(n)
+    return batch[lo:hi]
+
+
+def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, global_size: int) -> torch.Tensor:
+    """`fn` (a random per-sample op, e.g. ADA's pipe) on this rank's rows as it acts on them within the global batch.
+
+    The slice is placed at its rows of a zero-filled global batch, so `fn` draws the global batch's random
+    numbers (and every rank advances the RNG alike); this rank's rows of the result come back, gradients
+    flowing through them. Costs `fn` on world() times the rows.
+    """
+    if world() == 1:
+        return fn(x)
+    lo, hi = _bounds(global_size)
+    full = torch.cat([x.new_zeros((lo,) + x.shape[1:]), x, x.new_zeros((global_size - hi,) + x.shape[1:])])
+    return fn(full)[lo:hi]
+
+
+class GlobalDropout(nn.Module):
+    """nn.Dropout whose mask is drawn for the whole global batch, this rank's rows kept: the mask one process draws."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        return per_sample(lambda t: F.dropout(t, self.p, training=True), x, len(x) * world())
+
+
+def _global_dropout(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if type(child) is nn.Dropout:
+            setattr(module, name, GlobalDropout(child.p))
+        else:
+            _global_dropout(child)
+
+
+def wrap(model: nn.Module, device: Optional[torch.device] = None) -> nn.Module:
+    """`model` in DistributedDataParallel (the model itself on one process); train through it, save `model`.
+
+    Dropout (nn.Dropout) layers become `GlobalDropout`, in place: their masks, like every other per-sample draw,
+    are the global batch's, so the random streams advance as on one process (other stochastic layers, e.g.
+    EfficientNet's drop-connect, draw per slice).
+
+    BatchNorm: on CUDA it becomes SyncBatchNorm, whose batch statistics span the global batch, as on one
+    process. SyncBatchNorm does not run on the CPU (gloo), so there each rank normalises with its own slice's
+    statistics and keeps its own running statistics (not synced before each forward); rank 0's are the ones saved,
+    and `broadcast_module` hands them to every rank at the end. This is why a CPU run on several processes
+    matches one process only within a tolerance where a network has BatchNorm.
+    """
+    if world() == 1:
+        return model
+    init()
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    # Buffers synced once, at the start (every rank starts from rank 0's), not before every forward.
+    params = inspect.signature(DDP.__init__).parameters
+    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
+    _global_dropout(model)
+    if device is not None and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return DDP(model, device_ids=[index], **no_sync)
+    return DDP(model, **no_sync)
+
+
+def require_divisible(batch_size: int, key: str) -> None:
+    """A global batch must split evenly over the processes."""
+    w = world()
+    if w > 1 and batch_size % w:
+        raise ConfigError(f"{key} {batch_size} is not divisible by the world size {w} (torchrun --nproc_per_node); "
+                          f"the batch is global and each process trains on {key} / {w} of it: set {key} to a "
+                          f"multiple of {w}")

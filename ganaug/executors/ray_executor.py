@@ -1,0 +1,71 @@
+"""`ray`: cells as Ray tasks, on a local Ray (executor.address unset) or a cluster's (`auto`, or ray://host:port).
+
+Per-cell resources: executor.cpus CPUs, executor.gpus GPUs for generator cells and executor.clf_gpus (a fraction
+packs several classifier cells on one GPU) for classifier cells. Every node must see the run folder at the same
+path (a shared file system) and have ganaug installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Tuple
+
+from . import register_executor
+from .base import Executor, available_cores, need_extra
+
+
+@register_executor("ray")
+class RayExecutor(Executor):
+    """Ray tasks: a local Ray with executor.workers CPUs, or the cluster at executor.address."""
+
+    name = "ray"
+
+    def __init__(self, cfg: Any, progress: bool = False):
+        super().__init__(cfg, progress)
+        self.ray = ray = need_extra("ray", "ray", "ray")
+        e = cfg.executor
+        self.started = not ray.is_initialized()
+        if self.started:
+            kwargs: Dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+            if e.address:
+                ray.init(address=e.address, **kwargs)
+            else:
+                ray.init(num_cpus=e.workers or available_cores(), **kwargs)
+        self.threads = e.threads or e.cpus
+        from ..stages.cells import worker_run
+
+        self.task = ray.remote(worker_run)
+
+    def describe(self) -> str:
+        res = self.ray.cluster_resources()
+        where = self.cfg.executor.address or "a local Ray"
+        return (f"ray ({where}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs), {self.cfg.executor.cpus} CPU(s) "
+                f"and {self.threads} torch thread(s) per cell")
+
+    def submit(self, cells: List[Any], force: bool) -> List[Any]:
+        cpus = self.cfg.executor.cpus
+        return [self.task.options(num_cpus=cpus, num_gpus=self.gpus(c), max_retries=0).remote(self.spec(c, force))
+                for c in cells]
+
+    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        more, _ = self.ray.wait([h for h in handles if h not in ready], num_returns=len(handles) - len(ready),
+                                timeout=0) if len(handles) > len(ready) else ([], [])
+        out = []
+        for ref in list(ready) + list(more):
+            try:
+                out.append((ref, self.ray.get(ref)))
+            except Exception as e:  # noqa: BLE001 - a task whose worker died
+                out.append((ref, {"ok": False, "error": f"the Ray task failed ({type(e).__name__}: "
+                                                      f"{' '.join(str(e).split())[:300]})", "log": None, "seconds": 0.0}))
+        return out
+
+    def cancel(self, handles: List[Any]) -> None:
+        for ref in handles:
+            try:
+                self.ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - already finished
+                pass
+
+    def close(self) -> None:
+        if self.started:
+            self.ray.shutdown()

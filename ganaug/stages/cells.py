@@ -1,0 +1,293 @@
+"""An experiment as a graph of cells: split -> domain features -> each generator x GAN seed -> its samples ->
+their evaluation; split (and samples) -> each classifier arm x seed; then `compare`.
+
+A cell is a function of its config sections and its inputs' fingerprints (the stage fingerprints of
+`common.py`); it writes only its own folder, atomically, under a lock of its own (`<folder>.lock`). Its spec
+is plain data (the resolved config, the folder it reads its upstream from, which generator or arm and seed),
+so another process, or another host that sees the run folder, can run it: `run_cell(spec)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+from .. import memory
+from ..checkpoint import RESUME_NAME, resume_files
+from ..config import Config, Rep, config_from_dict, to_dict
+from .common import (
+    EVALUATE,
+    FEATURES,
+    GAN,
+    SAMPLES,
+    SPLIT,
+    cell_lock,
+    clf_config,
+    clf_fingerprint,
+    needs_run,
+    partial_of,
+    paths,
+    read_record,
+    stage_config,
+    stage_fingerprint,
+)
+from .quality import rep_tag
+from .sweep import experiments
+
+KINDS = ("split", "features", "train-gan", "sample", "evaluate", "train-clf")
+GENERATOR_KINDS = ("features", "train-gan", "sample", "evaluate")  # run with executor.gpus (classifiers: clf_gpus)
+
+
+@dataclass
+class Cell:
+    id: str  # its folder relative to the run folder: split, gan/cgan, clf/real/seed-0, sweep/<key>=<v>/clf/...
+    kind: str  # one of KINDS
+    label: str  # for people: 'train-clf real seed 0'
+    folder: Path
+    fingerprint: str
+    config: Dict[str, Any]  # the stage config the fingerprint hashes (for the 'made by a different config' message)
+    deps: Tuple[str, ...]
+    spec: Dict[str, Any] = field(repr=False)  # what run_cell needs, as plain (picklable) data
+    what: str = ""
+    command: str = ""
+
+    @property
+    def uses_gpu_share(self) -> bool:
+        return self.kind == "train-clf"
+
+    def state(self, force: bool = False) -> str:
+        """done, to run, resume (step N), or differs (made by another config: needs --force)."""
+        rec = read_record(self.folder)
+        if rec is None:
+            saved = resume_files(partial_of(self.folder) / "resume")  # oldest first
+            if saved and self.kind in ("train-gan", "train-clf") and not force:
+                return f"resume (step {int(RESUME_NAME.match(saved[-1].name).group(1))})"
+            return "to run"
+        if rec.get("fingerprint") == self.fingerprint:
+            return "to run" if force else "done"
+        return "to run" if force else "differs"
+
+    def check(self, force: bool) -> None:
+        """Raise the stage's own 'made by a different config; --force' error when the cell's output is another's."""
+        needs_run(self.folder, self.fingerprint, self.config, force, self.what, self.command)
+
+
+def _spec(sub: Config, kind: str, **extra: Any) -> Dict[str, Any]:
+    return {"kind": kind, "config": to_dict(sub), "upstream_dir": sub.upstream_dir, "cwd": os.getcwd(), **extra}
+
+
+def _needs_features(sub: Config) -> bool:
+    gens = [sub.gen(n) for n in sub.generator_names]
+    return sub.evaluate.enabled or sub.sample.filter is not None or any(getattr(g, "eval_every", None) for g in gens)
+
+
+def needs_gan(cfg: Config) -> bool:
+    return any(arm.uses_synthetic for arm in cfg.all_arms)
+
+
+def build_graph(cfg: Config) -> List[Cell]:
+    """Every cell of the experiment (and of each sub-experiment of its sweep), dependencies first."""
+    root = Path(cfg.out_dir)
+    cells: List[Cell] = []
+    made = set()
+
+    def rel(folder: Path) -> str:
+        try:
+            return folder.relative_to(root).as_posix()
+        except ValueError:
+            return folder.as_posix()
+
+    for sub in experiments(cfg):
+        p = paths(sub)
+        tag = f" [{p.root.name}]" if sub is not cfg else ""
+        split_id = rel(p.split)
+        rep_ids: Dict[Rep, str] = {}
+        if p.up not in made:  # sub-experiments that share their parent's split and generators make them once
+            made.add(p.up)
+            cells.append(Cell(split_id, "split", f"split{tag}", p.split, stage_fingerprint(sub, SPLIT),
+                              stage_config(sub, SPLIT), (), _spec(sub, "split"), SPLIT.what, SPLIT.command))
+            if needs_gan(sub):
+                feat_id = None
+                if _needs_features(sub):
+                    feat_id = rel(p.features)
+                    cells.append(Cell(feat_id, "features", f"features (domain extractor){tag}", p.features,
+                                      stage_fingerprint(sub, FEATURES), stage_config(sub, FEATURES), (split_id,),
+                                      _spec(sub, "features"), FEATURES.what, FEATURES.command))
+                for rep in sub.replicates:
+                    g = sub.gen(rep.generator)
+                    gt = rep_tag(rep)
+                    rep_spec = {"generator": rep.generator, "gan_seed": rep.seed}
+                    gan_id = rel(p.gan(rep))
+                    gan_deps = (split_id,) + ((feat_id,) if feat_id and getattr(g, "eval_every", None) else ())
+                    cells.append(Cell(gan_id, "train-gan", f"train-gan {g.name}{gt}{tag}", p.gan(rep),
+                                      stage_fingerprint(sub, GAN, rep), stage_config(sub, GAN, rep), gan_deps,
+                                      _spec(sub, "train-gan", **rep_spec), f"the trained {g.name}", GAN.command))
+                    sample_id = rel(p.samples(rep))
+                    sample_deps = (gan_id,) + ((feat_id,) if feat_id and sub.sample.filter is not None else ())
+                    cells.append(Cell(sample_id, "sample", f"sample {sub.sample.n_per_class}/class{gt}{tag}",
+                                      p.samples(rep), stage_fingerprint(sub, SAMPLES, rep), stage_config(sub, SAMPLES, rep),
+                                      sample_deps, _spec(sub, "sample", **rep_spec), SAMPLES.what, SAMPLES.command))
+                    rep_ids[rep] = sample_id
+                    if sub.evaluate.enabled:
+                        assert feat_id is not None
+                        cells.append(Cell(rel(p.evaluate(rep)), "evaluate", f"evaluate {sub.evaluate.features}{gt}{tag}",
+                                          p.evaluate(rep), stage_fingerprint(sub, EVALUATE, rep),
+                                          stage_config(sub, EVALUATE, rep), (sample_id, feat_id),
+                                          _spec(sub, "evaluate", **rep_spec), EVALUATE.what, EVALUATE.command))
+        else:
+            rep_ids = {rep: rel(paths(sub).samples(rep)) for rep in sub.replicates} if needs_gan(sub) else {}
+        for arm in sub.all_arms:
+            for seed in sub.seeds:
+                run = p.clf_run(arm.name, seed)
+                deps = (split_id,) + ((rep_ids[sub.rep_of(arm, seed)],) if arm.uses_synthetic else ())
+                cells.append(Cell(rel(run), "train-clf", f"train-clf {arm.name} seed {seed}{tag}", run,
+                                  clf_fingerprint(sub, arm, seed), clf_config(sub, arm, seed), deps,
+                                  _spec(sub, "train-clf", arm=to_dict(arm), seed=seed),
+                                  f"classifier run '{arm.name}' seed {seed}", "ganaug train-clf"))
+    ids = [c.id for c in cells]
+    assert len(ids) == len(set(ids)), "two cells of one graph write the same folder"
+    return cells
+
+
+def describe_graph(cfg: Config, cells: List[Cell], force: bool = False) -> List[str]:
+    """`run --dry-run`: each cell with its state and inputs, then compare."""
+    states = [c.state(force) for c in cells]
+    counts: Dict[str, int] = {}
+    for s in states:
+        key = s.split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+    lines = [f"plan for '{cfg.name}' in {cfg.out_dir}: {len(cells)} cells ({summary}), executor {cfg.executor.name}"]
+    for c, s in zip(cells, states):
+        shown = "differs: needs --force" if s == "differs" else s
+        deps = f"  <- {', '.join(c.deps)}" if c.deps else ""
+        lines.append(f"  {c.kind:10s} {shown:22s} {c.label}{deps}")
+    lines.append("  compare    to run" + (f" (each of {len(experiments(cfg))} sub-experiments, then the summary)"
+                                          if cfg.experiment_sweep else ""))
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------------
+# Running one cell, here or in a worker.
+
+
+def config_of(spec: Dict[str, Any]) -> Config:
+    cfg = config_from_dict(spec["config"])
+    cfg.upstream_dir = spec.get("upstream_dir")
+    return cfg
+
+
+def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False) -> None:
+    """Run one cell from its spec, in this process: the stage function restricted to the cell, under the cell's lock.
+
+    A cell whose output is already there (another coordinator made it while this one waited for the lock) is
+    skipped by the stage function itself.
+    """
+    from ..config import arm_from_dict
+    from .evaluate import run_evaluate
+    from .features import domain_checkpoint
+    from .sample import run_sample
+    from .split import run_split
+    from .train_clf import run_train_clf
+    from .train_gan import run_train_gan
+
+    cfg = config_of(spec)
+    kind = spec["kind"]
+    p = paths(cfg)
+    rep = Rep(spec.get("generator"), spec.get("gan_seed"))
+    if kind == "split":
+        folder = p.split
+    elif kind == "features":
+        folder = p.features
+    elif kind == "train-clf":
+        arm = arm_from_dict(spec["arm"])
+        folder = p.clf_run(arm.name, spec["seed"])
+    else:
+        folder = {"train-gan": p.gan, "sample": p.samples, "evaluate": p.evaluate}[kind](rep)
+    with cell_lock(folder):
+        if kind == "split":
+            run_split(cfg, force=force, progress=progress)
+        elif kind == "features":
+            domain_checkpoint(cfg, force=force)
+        elif kind == "train-gan":
+            # What the later stages will take, now: an absurd count stops here, before the GAN trains.
+            for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
+                memory.check(cfg, stage)
+            run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
+        elif kind == "sample":
+            run_sample(cfg, force=force, reps=[rep])
+        elif kind == "evaluate":
+            run_evaluate(cfg, force=force, reps=[rep], train_features=False)
+        elif kind == "train-clf":
+            run_train_clf(cfg, arms=[arm], seeds=[spec["seed"]], force=force, progress=progress, resume=True)
+        else:  # pragma: no cover - build_graph makes only KINDS
+            raise ValueError(f"unknown cell kind {kind!r}")
+
+
+@contextlib.contextmanager
+def redirected(log: Optional[Path]) -> Iterator[None]:
+    """stdout and stderr (the file descriptors too, so C-level output follows) into `log` while a cell runs."""
+    if log is None:
+        yield
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    old = sys.stdout, sys.stderr
+    with open(log, "a", buffering=1) as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        sys.stdout = sys.stderr = f
+        try:
+            yield
+        finally:
+            f.flush()
+            sys.stdout, sys.stderr = old
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """A worker's entry point (local processes, Ray tasks, Slurm jobs): set the threads, go to the coordinator's
+    folder, run the cell with its output in its log file, and return an outcome instead of raising (an exception
+    need not pickle): {'id', 'ok', 'error', 'log', 'seconds', 'threads'}."""
+    started = time.time()
+    log = Path(spec["log"]) if spec.get("log") else None
+    here = os.getcwd()
+    threads = spec.get("threads")
+    out: Dict[str, Any] = {"id": spec["id"], "ok": False, "error": None, "log": str(log) if log else None,
+                           "started": started}
+    try:
+        os.chdir(spec["cwd"])
+        import torch
+
+        if threads:
+            torch.set_num_threads(int(threads))
+        out["threads"] = torch.get_num_threads()
+        with redirected(log):
+            print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename} pid {os.getpid()}, "
+                  f"{torch.get_num_threads()} torch threads", flush=True)
+            try:
+                run_cell(spec, force=spec.get("force", False))
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                raise
+        out["ok"] = True
+    except KeyboardInterrupt:
+        out["error"] = "interrupted"
+    except Exception as e:  # noqa: BLE001 - the coordinator reports it with the log file
+        out["error"] = " ".join(str(e).split()) or type(e).__name__
+    finally:
+        os.chdir(here)
+        out["seconds"] = round(time.time() - started, 2)
+    return out
