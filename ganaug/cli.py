@@ -88,6 +88,9 @@ def _config_options(f: Callable) -> Callable:
         if dry_run:
             from .stages import plan
 
+            if kwargs.get("executor"):  # run --executor: the plan names the executor it would use
+                cfg.executor.name = kwargs["executor"]
+
             click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
             click.echo("\n".join(plan(cfg)))
             return
@@ -264,12 +267,13 @@ def run(cfg: Config, force: bool, progress: bool, executor: Optional[str]) -> No
 
 @main.command("list")
 def list_cmd() -> None:
-    """List the registered datasets, GANs and classifiers."""
+    """List the registered datasets, generators, classifiers and executors."""
     from .classifiers import CLASSIFIERS
     from .data import DATASETS
+    from .executors import EXECUTORS as RUNNERS
     from .gans import GANS
 
-    for title, reg in (("datasets", DATASETS), ("gans", GANS), ("classifiers", CLASSIFIERS)):
+    for title, reg in (("datasets", DATASETS), ("gans", GANS), ("classifiers", CLASSIFIERS), ("executors", RUNNERS)):
         click.echo(f"{title}:")
         for name in reg.names():
             meta = reg.meta(name)

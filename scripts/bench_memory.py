@@ -70,13 +70,13 @@ def linked_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def two_runs(config: str, out_dir: Path, seeds: tuple = (0, 1)) -> dict:
+def two_runs(config: str, out_dir: Path, seeds: tuple = (0, 1), extra: tuple = ()) -> dict:
     """Two classifier runs at once on one synthetic set (two run folders hard-linked to it); their peak RSS and
     summed PSS."""
     folders = [linked_copy(out_dir, out_dir.with_name(f"{out_dir.name}-run{s}")) for s in seeds]
     procs = [ganaug("train-clf", "-c", config, "--set", f"out_dir={folder}", "--data", "synthetic", "--seed", str(s),
                     "--set", "classifier.steps=200", "--set", f"seeds=[{s}]", "--force",
-                    "--set", "checkpoint.every_steps=null") for s, folder in zip(seeds, folders)]
+                    "--set", "checkpoint.every_steps=null", *extra) for s, folder in zip(seeds, folders)]
     peak_pss = 0.0
     while any(p.poll() is None for p in procs):
         peak_pss = max(peak_pss, sum(pss_mb(p.pid) for p in procs))
@@ -91,15 +91,17 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=100_000)
     ap.add_argument("--out", type=Path, default=Path("runs/bench-memory"))
     ap.add_argument("--reuse", action="store_true", help="keep a synthetic set an earlier call made under --out")
+    ap.add_argument("--source", type=Path, default=None, help="the finished run folder to reuse [the config's out_dir]")
+    ap.add_argument("--own-only", action="store_true", help="only the two classifier runs on the source's own set")
     args = ap.parse_args()
 
     import yaml
 
-    src = Path(yaml.safe_load(Path(args.config).read_text())["out_dir"])
+    src = args.source or Path(yaml.safe_load(Path(args.config).read_text())["out_dir"])
     if not (src / "gan" / "checkpoint.pt").is_file():
         raise SystemExit(f"run `ganaug run -c {args.config}` first: the benchmark reuses its split and GAN")
     big = args.out / "big"
-    if not (args.reuse and (big / "samples" / "stage.json").is_file()):
+    if not args.own_only and not (args.reuse and (big / "samples" / "stage.json").is_file()):
         shutil.rmtree(big, ignore_errors=True)
         big.mkdir(parents=True)
         for part in ("split", "gan"):
@@ -109,12 +111,15 @@ def main() -> None:
         size = sum(f.stat().st_size for f in (big / "samples").iterdir() if f.is_file()) / 2**20
         print(f"sample: {args.per_class:,} per class ({size:.0f} MB on disk) in {r['seconds']:.0f} s, "
               f"peak RSS {r['rss_mb']:.0f} MB")
-    for label, out in ((f"{args.per_class:,} per class", big), ("the config's own set", src)):
+    made_big = ("--set", f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", "--set", "evaluate.enabled=false")
+    for label, out, extra in ((f"{args.per_class:,} per class", big, made_big), ("the config's own set", src, ())):
+        if args.own_only and out == big:
+            continue
         if out == src:
             out = args.out / "own"
             shutil.rmtree(out, ignore_errors=True)
             shutil.copytree(src, out, ignore=shutil.ignore_patterns("clf", "compare", "report.html"))
-        t = two_runs(args.config, out, seeds=(100, 101))
+        t = two_runs(args.config, out, seeds=(100, 101), extra=extra)
         print(f"two train-clf processes at once on {label}: peak RSS {t['rss_mb'][0]} MB and {t['rss_mb'][1]} MB; "
               f"their summed PSS at most {t['pss_sum_mb']} MB")
 

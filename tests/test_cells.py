@@ -60,8 +60,8 @@ def test_graph_has_every_cell_once_with_its_inputs(tmp_path: Path, image_folder:
 
 def test_dry_run_shows_done_to_run_resume_and_differs(tmp_path: Path, image_folder: Path) -> None:
     f = cfg_file(tmp_path, image_folder, "d", arms=REAL_ARMS)
-    r = ok("run", "-c", str(f), "--dry-run")
-    assert "5 cells (5 to run)" in r.output and "train-clf  to run" in r.output
+    r = ok("run", "-c", str(f), "--dry-run", "--executor", "local")
+    assert "5 cells (5 to run), executor local" in r.output and "train-clf  to run" in r.output
     assert not (tmp_path / "d").exists()
     ok("run", "-c", str(f))
     r = ok("run", "-c", str(f), "--dry-run")
@@ -201,7 +201,7 @@ def test_a_failed_cell_is_reported_with_its_log_while_the_others_finish(tmp_path
     assert not (tmp_path / "fail" / "clf" / "synthetic" / "seed-0").exists()
     samples.write_bytes(good)
     r = ok("run", "-c", str(f), "--executor", "local", "--set", "executor.workers=2")
-    assert "2 to run" in r.stderr  # only what failed
+    assert "6 done, 3 to run" in r.stderr  # only what failed: the evaluation and the two synthetic runs
     assert (tmp_path / "fail" / "compare" / "table.md").is_file()
 
 
@@ -373,3 +373,10 @@ def test_executor_errors_name_their_key(tmp_path: Path, image_folder: Path) -> N
         args = ["run", "-c", str(f), "--dry-run"] + [a for s in bad for a in ("--set", s)]
         one_line_error(invoke(*args), *words)
 
+
+
+def test_the_config_names_every_registered_executor() -> None:
+    from ganaug.config import EXECUTORS as NAMES
+    from ganaug.executors import EXECUTORS
+
+    assert sorted(NAMES) == EXECUTORS.names()
