@@ -90,7 +90,7 @@ def test_run_skips_finished_stages_and_guards_changed_ones(config_file: Path, tm
     assert "| real |" in first.output and "| m |" in first.output
     mtime = (tmp_path / "run" / "gan" / "checkpoint.pt").stat().st_mtime_ns
     again = ok("run", *c)
-    assert "up to date" in again.stderr
+    assert "7 cells, 7 done, 0 to run" in again.stderr
     assert (tmp_path / "run" / "gan" / "checkpoint.pt").stat().st_mtime_ns == mtime
     changed = invoke("run", *c, "--set", "gan.epochs=3")
     assert changed.exit_code == 2
