@@ -384,7 +384,8 @@ def test_the_config_names_every_registered_executor() -> None:
 
 def test_test_after_errors_name_their_key(tmp_path: Path, image_folder: Path) -> None:
     f = cfg_file(tmp_path, image_folder, "ta")
-    one_line_error(invoke("split", "-c", str(f), "--set", "split.test_after=2"), "'split.test_after'", "at least split.n_per_class (4)")
+    one_line_error(invoke("split", "-c", str(f), "--set", "split.test_after=2"), "'split.test_after'",
+                   "at least split.n_per_class (4)")
     one_line_error(invoke("split", "-c", str(f), "--set", "split.test_after=6", "--set", "split.n_per_class=null",
                           "--set", "split.fraction=0.5"), "'split.test_after'", "not to first_per_class or fraction")
     one_line_error(invoke("run", "-c", str(f), "--dry-run", "--set", "split.test_after=6", "--set", "sweep.key=split.n_per_class",
