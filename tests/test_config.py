@@ -138,7 +138,7 @@ def test_a_sweep_adds_one_arm_per_value(config_file: Path) -> None:
 
 
 @pytest.mark.parametrize("overrides, words", [
-    (["sweep.key=gan.lr"], "a sweep varies an arm key"),
+    (["sweep.key=gan.z_dim"], "a sweep varies an arm key"),
     (["sweep.values=0:1:0.1"], "YAML reads an unquoted 0:1:0.1 as a base-60 number"),
     (["sweep.values='1:0:0.1'"], "'start:stop:step' with step > 0"),
     (["sweep.values='0:1:x'"], "'start:stop:step'"),
