@@ -24,6 +24,7 @@ from .common import (
     EVALUATE,
     FEATURES,
     GAN,
+    RESUME_DIR,
     SAMPLES,
     SPLIT,
     cell_lock,
@@ -40,7 +41,6 @@ from .quality import rep_tag
 from .sweep import experiments
 
 KINDS = ("split", "features", "train-gan", "sample", "evaluate", "train-clf")
-GENERATOR_KINDS = ("features", "train-gan", "sample", "evaluate")  # run with executor.gpus (classifiers: clf_gpus)
 
 
 @dataclass
@@ -56,15 +56,11 @@ class Cell:
     what: str = ""
     command: str = ""
 
-    @property
-    def uses_gpu_share(self) -> bool:
-        return self.kind == "train-clf"
-
     def state(self, force: bool = False) -> str:
         """done, to run, resume (step N), or differs (made by another config: needs --force)."""
         rec = read_record(self.folder)
         if rec is None:
-            saved = resume_files(partial_of(self.folder) / "resume")  # oldest first
+            saved = resume_files(partial_of(self.folder) / RESUME_DIR)  # oldest first
             if saved and self.kind in ("train-gan", "train-clf") and not force:
                 return f"resume (step {int(RESUME_NAME.match(saved[-1].name).group(1))})"
             return "to run"
