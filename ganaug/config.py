@@ -295,12 +295,15 @@ class SlurmConfig:
 
 @dataclass
 class ExecutorConfig:
-    """Where the experiment's cells run (`ganaug run --executor`). Never part of a fingerprint: it cannot change a result
-    as long as each cell runs with the same number of torch threads (torch's CPU kernels split their sums by thread)."""
+    """Where the experiment's cells run (`ganaug run --executor`). Never part of a fingerprint. A CPU cell's numbers
+    depend on its torch threads (torch's CPU kernels split their sums by thread), so each cell's threads come from
+    here, the same in every executor: the table does not depend on where it ran."""
 
     name: str = "serial"  # serial, local (processes here), ray, slurm
-    workers: Optional[int] = None  # local: processes [cores]; ray: the CPUs of a local Ray [cores]
-    threads: Optional[int] = None  # torch threads per cell [serial: torch's default; local: cores // workers; else cpus]
+    workers: Optional[int] = None  # local: processes [cores // clf_threads]; ray: the CPUs of a local Ray [cores]
+    threads: Optional[int] = None  # torch threads of the split, features, GAN, sample and evaluate cells [this machine's
+    #   cores; executor.cpus on a Ray cluster or Slurm]
+    clf_threads: int = 1  # torch threads of each classifier run, in every executor and in `ganaug train-clf`
     address: Optional[str] = None  # ray: a cluster's address, or auto; None starts a local Ray
     cpus: int = 1  # ray / slurm: CPUs per cell
     gpus: float = 0.0  # ray / slurm: GPUs per generator cell
@@ -1200,7 +1203,7 @@ EXECUTORS = ("serial", "local", "ray", "slurm")
 
 def validate_executor(e: ExecutorConfig) -> None:
     _need(e.name in EXECUTORS, "executor.name", f"is {e.name!r}; choose one of {', '.join(EXECUTORS)}")
-    for k in ("workers", "threads"):
+    for k in ("workers", "threads", "clf_threads"):
         v = getattr(e, k)
         _need(v is None or v >= 1, f"executor.{k}", f"must be 1 or more, got {v}")
     _need(e.cpus >= 1, "executor.cpus", f"must be 1 or more, got {e.cpus}")

@@ -29,6 +29,19 @@ PathLike = Union[str, Path]
 
 
 @contextlib.contextmanager
+def torch_threads(n: Optional[int]) -> Iterator[int]:
+    """Run the block with `n` torch threads (None: as they are), then restore them; yields the count in use."""
+    old = torch.get_num_threads()
+    if n and n != old:
+        torch.set_num_threads(int(n))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if n and n != old:
+            torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
 def atomic_open(path: PathLike, mode: str = "w") -> Iterator[Any]:
     """Write to a temporary file beside `path`, fsync, rename over it, fsync the folder; a failure leaves `path` as it was."""
     path = Path(path)

@@ -101,17 +101,20 @@ def main() -> None:
     if not (src / "gan" / "checkpoint.pt").is_file():
         raise SystemExit(f"run `ganaug run -c {args.config}` first: the benchmark reuses its split and GAN")
     big = args.out / "big"
+    tree = Path(os.environ.get("GANAUG_TREE") or Path(__file__).resolve().parents[1])
+    # An older checkout without the evaluation stage has no evaluate key to turn off.
+    no_evaluate = ("--set", "evaluate.enabled=false") if (tree / "ganaug" / "stages" / "evaluate.py").is_file() else ()
     if not args.own_only and not (args.reuse and (big / "samples" / "stage.json").is_file()):
         shutil.rmtree(big, ignore_errors=True)
         big.mkdir(parents=True)
         for part in ("split", "gan"):
             shutil.copytree(src / part, big / part)
         r = result(ganaug("sample", "-c", args.config, "--set", f"out_dir={big}", "--set",
-                          f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", "--set", "evaluate.enabled=false"))
+                          f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", *no_evaluate))
         size = sum(f.stat().st_size for f in (big / "samples").iterdir() if f.is_file()) / 2**20
         print(f"sample: {args.per_class:,} per class ({size:.0f} MB on disk) in {r['seconds']:.0f} s, "
               f"peak RSS {r['rss_mb']:.0f} MB")
-    made_big = ("--set", f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", "--set", "evaluate.enabled=false")
+    made_big = ("--set", f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", *no_evaluate)
     for label, out, extra in ((f"{args.per_class:,} per class", big, made_big), ("the config's own set", src, ())):
         if args.own_only and out == big:
             continue

@@ -85,36 +85,95 @@ def test_dry_run_shows_done_to_run_resume_and_differs(tmp_path: Path, image_fold
 # Executors: the same table as serial.
 
 
-def test_local_executor_gives_the_serial_table_and_uses_its_share_of_cores(tmp_path: Path, image_folder: Path) -> None:
-    serial = cfg_file(tmp_path, image_folder, "serial", executor={"threads": 1})
+def _overlap(record: Dict[str, Any]) -> int:
+    """The most torch threads the cells of a run.json held at one moment."""
+    events = sorted([(c["submitted"], c["threads"]) for c in record["cells"]] +
+                    [(c["finished"], -c["threads"]) for c in record["cells"]], key=lambda e: (e[0], e[1]))
+    held = most = 0
+    for _, d in events:
+        held += d
+        most = max(most, held)
+    return most
+
+
+def test_local_executor_gives_the_serial_table_with_the_defaults(tmp_path: Path, image_folder: Path) -> None:
+    from ganaug.executors.base import available_cores, default_threads
+
+    serial = cfg_file(tmp_path, image_folder, "serial")
     local = cfg_file(tmp_path, image_folder, "local")
-    ok("run", "-c", str(serial))
-    r = ok("run", "-c", str(local), "--executor", "local", "--set", "executor.workers=2", "--set", "executor.threads=1")
+    r = ok("run", "-c", str(serial))
+    assert f"executor serial, {default_threads()} torch thread(s) per generator cell, 1 per classifier cell" in r.stderr
+    r = ok("run", "-c", str(local), "--executor", "local", "--set", "executor.workers=2")
     assert table(tmp_path / "serial") == table(tmp_path / "local")
-    assert "local, 2 worker processes x 1 torch thread(s)" in r.stderr
+    assert f"local, 2 worker processes on {available_cores()} cores" in r.stderr
     record = json.loads((tmp_path / "local" / "logs" / "run.json").read_text())
-    assert {c["threads"] for c in record["cells"]} == {1} and len(record["cells"]) == 15
+    assert len(record["cells"]) == 15
+    assert {c["threads"] for c in record["cells"] if c["kind"] == "train-clf"} == {1}
+    assert {c["threads"] for c in record["cells"] if c["kind"] != "train-clf"} == {default_threads()}
+    assert _overlap(record) <= max(available_cores(), default_threads()), "the cores are never oversubscribed"
+    results = [json.loads(f.read_text()) for f in (tmp_path / "local" / "clf").glob("*/seed-*/result.json")]
+    assert {res["threads"] for res in results} == {1}
     assert (tmp_path / "local" / "logs" / "clf__real__seed-0.log").read_text().startswith("# cell clf/real/seed-0")
     # Run again: every cell is done, nothing is submitted.
     r = ok("run", "-c", str(local), "--executor", "local", "--set", "executor.workers=2")
     assert "15 done, 0 to run" in r.stderr
 
 
-def test_local_threads_default_to_cores_over_workers(tmp_path: Path, image_folder: Path) -> None:
+def test_a_cells_threads_come_from_the_config_not_the_executor(tmp_path: Path, image_folder: Path) -> None:
     from ganaug.executors import get_executor
-    from ganaug.executors.base import available_cores
+    from ganaug.executors.base import available_cores, default_threads
 
-    cfg = load_config(cfg_file(tmp_path, image_folder, "t", executor={"name": "local", "workers": 1}))
-    ex = get_executor(cfg)
-    try:
-        assert ex.threads == available_cores()
-    finally:
-        ex.close()
+    for extra, gen, clf in (({}, default_threads(), 1), ({"threads": 3, "clf_threads": 2}, 3, 2)):
+        for name in ("serial", "local"):
+            cfg = load_config(cfg_file(tmp_path, image_folder, "t", executor={"name": name, **extra}))
+            cells = build_graph(cfg)
+            ex = get_executor(cfg)
+            try:
+                assert {ex.cell_threads(c) for c in cells if c.kind == "train-clf"} == {clf}
+                assert {ex.cell_threads(c) for c in cells if c.kind != "train-clf"} == {gen}
+                if name == "local":
+                    assert ex.workers == max(1, available_cores() // clf) and ex.capacity == available_cores()
+            finally:
+                ex.close()
+
+
+def test_the_scheduler_keeps_the_running_cells_threads_within_the_capacity(tmp_path: Path, image_folder: Path) -> None:
+    """Two cores: a generator cell of 2 threads runs alone; classifier cells of 1 thread run two at a time."""
+    from ganaug.executors import run_graph
+
+    class TwoCores(FakeExecutor):
+        capacity = 2
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.running: List[str] = []
+            self.most: List[List[str]] = []
+
+        def cost(self, cell: Any) -> int:
+            return 1 if cell.kind == "train-clf" else 2
+
+        def submit(self, cells: List[Any], force: bool) -> List[str]:
+            self.running += [c.id for c in cells]
+            self.most.append(list(self.running))
+            return super().submit(cells, force)
+
+        def wait(self, handles: List[str]) -> List[Any]:
+            self.running.remove(handles[0])
+            return [(handles[0], {"ok": True, "seconds": 0.0})]
+
+    cfg = load_config(cfg_file(tmp_path, image_folder, "cap"))
+    ex = TwoCores()
+    run_graph(cfg, build_graph(cfg), ex)
+    assert sorted(ex.submitted) == sorted(c.id for c in build_graph(cfg))
+    for held in ex.most:
+        gen = [h for h in held if not h.startswith("clf/")]
+        assert (len(gen) == 1 and len(held) == 1) or (not gen and len(held) <= 2), held
+    assert max(len(h) for h in ex.most) == 2
 
 
 def test_ray_executor_gives_the_serial_table(tmp_path: Path, image_folder: Path) -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
-    serial = cfg_file(tmp_path, image_folder, "serial", arms=REAL_ARMS, executor={"threads": 1})
+    serial = cfg_file(tmp_path, image_folder, "serial", arms=REAL_ARMS)
     on_ray = cfg_file(tmp_path, image_folder, "on-ray", arms=REAL_ARMS)
     ok("run", "-c", str(serial))
     r = ok("run", "-c", str(on_ray), "--executor", "ray", "--set", "executor.workers=2")
@@ -209,7 +268,10 @@ class FakeExecutor:
     """Records what the scheduler submits and cancels; its wait() raises KeyboardInterrupt on the second call."""
 
     name = "fake"
-    threads = 1
+    capacity = None
+
+    def threads_line(self) -> str:
+        return "1 torch thread"
 
     def __init__(self) -> None:
         self.submitted: List[str] = []

@@ -19,6 +19,18 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+_DEFAULT_THREADS: List[int] = []
+
+
+def default_threads() -> int:
+    """torch's thread count in this process before ganaug changed it (taken the first time it is asked)."""
+    if not _DEFAULT_THREADS:
+        import torch
+
+        _DEFAULT_THREADS.append(torch.get_num_threads())
+    return _DEFAULT_THREADS[0]
+
+
 def need_extra(module: str, extra: str, executor: str) -> Any:
     """Import an optional dependency, or the one-line error naming the extra that installs it."""
     import importlib
@@ -39,7 +51,8 @@ class Executor:
     """Submit cells, wait for some to finish, cancel the rest. Handles are whatever the engine returns."""
 
     name = "?"
-    threads: Optional[int] = None
+    # CPUs the scheduler fills at once (each cell costs its threads); None: the engine queues cells itself (a cluster)
+    capacity: Optional[int] = None
 
     def __init__(self, cfg: Any, progress: bool = False):
         self.cfg = cfg
@@ -48,8 +61,24 @@ class Executor:
     def describe(self) -> str:
         return self.name
 
+    def gen_threads(self) -> int:
+        """Torch threads of the cells that are not classifier runs: executor.threads, or torch's default here (this
+        machine's cores, or OMP_NUM_THREADS), which is what `ganaug train-gan` run by hand uses."""
+        return self.cfg.executor.threads or default_threads()
+
+    def cell_threads(self, cell: Any) -> int:
+        """A cell's torch threads, fixed by the config, not by the executor: the same numbers wherever it runs."""
+        return self.cfg.executor.clf_threads if cell.kind == "train-clf" else self.gen_threads()
+
+    def threads_line(self) -> str:
+        return f"{self.gen_threads()} torch thread(s) per generator cell, {self.cfg.executor.clf_threads} per classifier cell"
+
+    def cost(self, cell: Any) -> int:
+        """The CPUs a cell holds while it runs (at most the capacity, so a wide cell still runs, alone)."""
+        return min(self.cell_threads(cell), self.capacity or 1 << 30)
+
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
-        return {**cell.spec, "id": cell.id, "force": force, "threads": self.threads,
+        return {**cell.spec, "id": cell.id, "force": force, "threads": self.cell_threads(cell),
                 "log": str(log_path(self.cfg.out_dir, cell.id).resolve())}
 
     def gpus(self, cell: Any) -> float:

@@ -29,24 +29,25 @@ def _init_worker(threads: int) -> None:
 
 @register_executor("local")
 class LocalExecutor(Executor):
-    """executor.workers processes here, each with cores // workers torch threads."""
+    """executor.workers processes here; the scheduler keeps the threads of the cells running at once within the cores
+    (two one-thread classifier runs side by side on 2 cores; a GAN of 2 threads alone)."""
 
     name = "local"
 
     def __init__(self, cfg: Any, progress: bool = False):
         super().__init__(cfg, progress)
         e = cfg.executor
-        cores = available_cores()
-        self.workers = e.workers or cores
-        self.threads = e.threads or max(1, cores // self.workers)
+        self.capacity = available_cores()
+        self.workers = e.workers or max(1, self.capacity // e.clf_threads)
+        threads = self.gen_threads()
         self._env = {v: os.environ.get(v) for v in THREAD_VARS}
-        for v in THREAD_VARS:  # spawned workers inherit them before torch is imported
-            os.environ[v] = str(self.threads)
+        for v in THREAD_VARS:  # spawned workers inherit them before torch is imported; each cell then sets its own
+            os.environ[v] = str(threads)
         self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(self.threads,))
+                                        initializer=_init_worker, initargs=(threads,))
 
     def describe(self) -> str:
-        return f"local, {self.workers} worker processes x {self.threads} torch thread(s)"
+        return f"local, {self.workers} worker processes on {self.capacity} cores, {self.threads_line()}"
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         from ..stages.cells import worker_run

@@ -1,7 +1,8 @@
 """`ray`: cells as Ray tasks, on a local Ray (executor.address unset) or a cluster's (`auto`, or ray://host:port).
 
-Per-cell resources: executor.cpus CPUs, executor.gpus GPUs for generator cells and executor.clf_gpus (a fraction
-packs several classifier cells on one GPU) for classifier cells. Every node must see the run folder at the same
+Per-cell resources: as many CPUs as the cell has torch threads (on a cluster, executor.cpus for generator cells),
+executor.gpus GPUs for generator cells and executor.clf_gpus (a fraction packs several classifier cells on one GPU)
+for classifier cells. Every node must see the run folder at the same
 path (a shared file system) and have ganaug installed.
 """
 
@@ -30,20 +31,27 @@ class RayExecutor(Executor):
                 ray.init(address=e.address, **kwargs)
             else:
                 ray.init(num_cpus=e.workers or available_cores(), **kwargs)
-        self.threads = e.threads or e.cpus
+        if not e.address:  # here: the scheduler keeps the cells' threads within the local Ray's CPUs
+            self.capacity = int(ray.cluster_resources().get("CPU", 1))
         from ..stages.cells import worker_run
 
         self.task = ray.remote(worker_run)
 
+    def gen_threads(self) -> int:
+        e = self.cfg.executor
+        return e.threads or (super().gen_threads() if self.capacity else e.cpus)  # a cluster's nodes: executor.cpus
+
     def describe(self) -> str:
         res = self.ray.cluster_resources()
         where = self.cfg.executor.address or "a local Ray"
-        return (f"ray ({where}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs), {self.cfg.executor.cpus} CPU(s) "
-                f"and {self.threads} torch thread(s) per cell")
+        return f"ray ({where}: {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs), {self.threads_line()}"
+
+    def cpus(self, cell: Any) -> float:
+        """Ray's num_cpus for a cell: its threads here; on a cluster executor.cpus, or its threads where it has more."""
+        return self.cost(cell) if self.capacity else max(self.cfg.executor.cpus, self.cell_threads(cell))
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
-        cpus = self.cfg.executor.cpus
-        return [self.task.options(num_cpus=cpus, num_gpus=self.gpus(c), max_retries=0).remote(self.spec(c, force))
+        return [self.task.options(num_cpus=self.cpus(c), num_gpus=self.gpus(c), max_retries=0).remote(self.spec(c, force))
                 for c in cells]
 
     def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:

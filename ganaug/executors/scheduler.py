@@ -33,21 +33,29 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
     failed: Dict[str, Dict[str, Any]] = {}
     skipped: Dict[str, str] = {}
     running: Dict[Any, Any] = {}
+    queue: List[Any] = []  # ready, not yet submitted, in the graph's order (the critical path first)
+    used = 0  # CPUs held by the running cells, where the executor has a capacity
     timings: List[Dict[str, Any]] = []
     started = time.time()
     described = executor.describe()
     _echo(f"run: {len(cells)} cells, {len(done)} done, {total} to run; executor {described}")
     try:
-        while todo or running:
-            ready = []
+        while todo or queue or running:
             for c in list(todo):
                 bad = [d for d in c.deps if d in failed or d in skipped]
                 if bad:
                     skipped[c.id] = bad[0]
                     todo.remove(c)
                 elif all(d in done for d in c.deps):
-                    ready.append(c)
+                    queue.append(c)
                     todo.remove(c)
+            ready = []
+            while queue:  # as many as fit in the capacity; one always runs (a cell as wide as the machine runs alone)
+                cost = executor.cost(queue[0]) if executor.capacity else 0
+                if (running or ready) and used + cost > (executor.capacity or 0):
+                    break
+                ready.append(queue.pop(0))
+                used += cost
             if ready:
                 submitted = time.time()
                 for c, h in zip(ready, executor.submit(ready, force)):
@@ -56,6 +64,7 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
                 break
             for h, outcome in executor.wait(list(running)):
                 c, submitted = running.pop(h)
+                used -= executor.cost(c) if executor.capacity else 0
                 n = len(done) - (len(cells) - total) + len(failed) + 1
                 timings.append({"id": c.id, "kind": c.kind, "ok": bool(outcome.get("ok")),
                                 "submitted": outcome.get("started") or submitted,
@@ -69,12 +78,12 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
                     _echo(f"run: [{n}/{total}] FAILED {c.label}: {outcome.get('error')}"
                           + (f" (log: {outcome['log']})" if outcome.get("log") else ""))
     except KeyboardInterrupt:
-        _echo(f"run: interrupted; cancelling {len(todo)} pending cell(s), stopping {len(running)} running")
+        _echo(f"run: interrupted; cancelling {len(todo) + len(queue)} pending cell(s), stopping {len(running)} running")
         executor.cancel(list(running))
         raise
     finally:
         executor.close()
-        record = {"executor": described, "threads": executor.threads, "wall_seconds": round(time.time() - started, 2),
+        record = {"executor": described, "threads": executor.threads_line(), "wall_seconds": round(time.time() - started, 2),
                   "cells": timings, "phases": _phases(timings)}
         if timings:
             atomic_write_json(Path(cfg.out_dir) / "logs" / "run.json", record)

@@ -17,19 +17,10 @@ class SerialExecutor(Executor):
 
     def __init__(self, cfg: Any, progress: bool = False):
         super().__init__(cfg, progress)
-        self.threads = cfg.executor.threads
         self._cells: Dict[str, Any] = {}
-        self._saved_threads = None
-        if self.threads:
-            import torch
-
-            self._saved_threads = torch.get_num_threads()
-            torch.set_num_threads(self.threads)
 
     def describe(self) -> str:
-        import torch
-
-        return f"serial, {torch.get_num_threads()} torch threads"
+        return f"serial, {self.threads_line()}"
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         self._force = force
@@ -38,17 +29,13 @@ class SerialExecutor(Executor):
 
     def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
         from ..stages.cells import run_cell
+        from ..utils import torch_threads
 
         cell = self._cells.pop(handles[0])
         started = time.time()
-        run_cell(cell.spec, force=self._force, progress=self.progress)
+        with torch_threads(self.cell_threads(cell)) as threads:
+            run_cell(cell.spec, force=self._force, progress=self.progress)
         return [(cell.id, {"id": cell.id, "ok": True, "error": None, "log": None, "started": started,
-                        "seconds": round(time.time() - started, 2)})]
+                        "seconds": round(time.time() - started, 2), "threads": threads})]
 
     _force = False
-
-    def close(self) -> None:
-        if self._saved_threads is not None:
-            import torch
-
-            torch.set_num_threads(self._saved_threads)

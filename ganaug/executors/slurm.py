@@ -28,12 +28,18 @@ class SlurmExecutor(Executor):
         e = cfg.executor
         self.folder = (Path(cfg.out_dir) / "logs" / "slurm").resolve()
         self.ex = self.submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=e.slurm.cluster)
-        self.threads = e.threads or e.cpus
 
-    def parameters(self, gpus: float) -> Dict[str, Any]:
-        """submitit's parameters for a job of cells that each want `gpus` GPUs."""
-        e, sl = self.cfg.executor, self.cfg.executor.slurm
-        params: Dict[str, Any] = {"name": "ganaug", "timeout_min": sl.time_min, "cpus_per_task": e.cpus,
+    def gen_threads(self) -> int:
+        return self.cfg.executor.threads or self.cfg.executor.cpus  # the nodes' cores, not the coordinator's
+
+    def cpus(self, cell: Any) -> int:
+        """cpus-per-task: executor.cpus, or the cell's threads where it has more."""
+        return max(self.cfg.executor.cpus, self.cell_threads(cell))
+
+    def parameters(self, gpus: float, cpus: int) -> Dict[str, Any]:
+        """submitit's parameters for a job of cells that each want `cpus` CPUs and `gpus` GPUs."""
+        sl = self.cfg.executor.slurm
+        params: Dict[str, Any] = {"name": "ganaug", "timeout_min": sl.time_min, "cpus_per_task": cpus,
                                   "tasks_per_node": 1, "nodes": 1}
         n_gpus = sl.gpus_per_node if sl.gpus_per_node is not None else int(math.ceil(gpus))
         if n_gpus:
@@ -50,17 +56,17 @@ class SlurmExecutor(Executor):
         return params
 
     def describe(self) -> str:
-        return f"slurm through submitit ({self.ex.cluster}), jobs in {self.folder}"
+        return f"slurm through submitit ({self.ex.cluster}), jobs in {self.folder}, {self.threads_line()}"
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         from ..stages.cells import worker_run
 
         jobs: Dict[str, Any] = {}
-        groups: Dict[float, List[Any]] = {}
+        groups: Dict[Tuple[float, int], List[Any]] = {}
         for c in cells:
-            groups.setdefault(self.gpus(c), []).append(c)
-        for gpus, group in groups.items():  # one array job per resource shape
-            self.ex.update_parameters(**self.parameters(gpus))
+            groups.setdefault((self.gpus(c), self.cpus(c)), []).append(c)
+        for (gpus, cpus), group in groups.items():  # one array job per resource shape
+            self.ex.update_parameters(**self.parameters(gpus, cpus))
             with self.ex.batch():
                 made = [self.ex.submit(worker_run, self.spec(c, force)) for c in group]
             jobs.update({c.id: j for c, j in zip(group, made)})

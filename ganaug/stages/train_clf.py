@@ -30,6 +30,7 @@ from ..utils import (
     resolve_device,
     rng_state,
     seed_everything,
+    torch_threads,
     use_channels_last,
 )
 from .common import (
@@ -87,8 +88,9 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     device = resolve_device(cfg.device)
     for i, (arm, seed, ckpt) in enumerate(todo, 1):
         fake_x, fake_y = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None)
-        _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress and distributed.is_main(),
-                   f"[{i}/{len(todo)}]", ckpt)
+        with torch_threads(cfg.executor.clf_threads):  # the same in every executor, so the numbers are too
+            _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress and distributed.is_main(),
+                       f"[{i}/{len(todo)}]", ckpt)
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
 
@@ -186,6 +188,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "data_fingerprint": data.fingerprint,
             "train_seconds": round(train_seconds, 2),
             "world_size": distributed.world(),  # processes that trained it (not in the fingerprint: any number is the same run)
+            "threads": torch.get_num_threads(),  # torch threads per process (executor.clf_threads; CPU numbers depend on it)
         }
         atomic_write_json(out / "result.json", result)
         save_config(cfg, out / "config.yaml")
