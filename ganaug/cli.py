@@ -36,10 +36,39 @@ class _Group(click.Group):
 
             click.echo(f"error: {io_error(e)}", err=True)
             ctx.exit(2)
+        except (MemoryError, RuntimeError) as e:  # torch's out-of-memory errors (CUDA's, or the CPU allocator's)
+            if os.environ.get("GANAUG_DEBUG") or not _out_of_memory(e):
+                raise
+            click.echo("error: " + _out_of_memory_line(ctx.invoked_subcommand or "", e), err=True)
+            ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("\ninterrupted: finished stages are kept, the unfinished one was discarded; "
                        "run the same command again to continue", err=True)
             ctx.exit(130)
+
+
+# The keys whose values set a stage's working memory, to name when it runs out.
+OOM_KEYS = {"train-clf": "classifier.batch_size", "train-gan": "gan.batch_size", "sample": "sample.batch_size",
+            "evaluate": "evaluate.max_images",
+            "run": "classifier.batch_size, gan.batch_size or sample.batch_size"}
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    text = str(e)
+    return (isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in text
+            or "can't allocate memory" in text)
+
+
+def _out_of_memory_line(command: str, e: BaseException) -> str:
+    """One line for a stage that ran out of memory: where, torch's own first sentence, the keys that lower it."""
+    text = " ".join(str(e).split())
+    gpu = "CUDA" in text or type(e).__name__ == "OutOfMemoryError"
+    first = (text.split(". ")[0] + ("" if text.split(". ")[0].endswith(".") else ".")) if text else type(e).__name__
+    keys = OOM_KEYS.get(command, "the batch sizes")
+    where = "GPU" if gpu else "memory"
+    return (f"`ganaug {command}` ran out of {where} ({first[:200]}); lower {keys}"
+            + (", or set device: cpu" if gpu else ", or free memory") + "; finished stages and checkpoints are kept "
+            "(rerun with --resume where training was interrupted)")
 
 
 def _command_line(ctx: click.Context, resume: bool) -> str:

@@ -148,6 +148,19 @@ def check(cfg: Any, stage: str) -> None:
                           f"more than the {fmt(limit)} of {e.kind} this machine has{suggest}")
 
 
+def check_decoded(n: int, channels: int, size: int, root: Path) -> None:
+    """The split's tensor of a photo folder (n x channels x size x size bytes), before it is allocated."""
+    need = n * channels * size * size
+    limit = available_ram() * RAM_SHARE
+    if need <= limit:
+        return
+    fits = math.isqrt(int(limit // max(1, n * channels)))
+    suggest = f"; data.resolution: {fits} would fit" if 4 <= fits < size else ""
+    raise ConfigError(f"config key 'data.resolution' is {size}, so the {n:,} images of '{root}' decoded at "
+                      f"{channels}x{size}x{size} would take about {fmt(need)}, more than the {fmt(limit)} of RAM this "
+                      f"machine has{suggest}")
+
+
 def plan_lines(cfg: Any) -> List[str]:
     """What --dry-run prints: each stage's estimates (once the split exists)."""
     from .stages.common import paths

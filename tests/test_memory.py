@@ -121,3 +121,55 @@ def test_a_memory_mapped_set_gives_the_same_batches(sampled: Path) -> None:
             assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ra, rb)
     assert np.asarray(images).flags.writeable  # copy-on-write: a run can write its view without touching the file
 
+
+
+def test_a_photo_folder_too_large_to_decode_is_one_line_before_the_tensor(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import ganaug.memory as memory
+
+    from .conftest import make_folder
+
+    folder = make_folder(tmp_path / "images")
+    cfg = write_yaml(tmp_path / "c.yaml", tiny_config(tmp_path, folder))
+    n = sum(1 for f in folder.rglob("*") if f.is_file())
+    monkeypatch.setattr(memory, "available_ram", lambda: n * 3 * 20 * 20)  # room for about 17 px, not 64
+    r = invoke("split", "-c", str(cfg), "--set", "data.resolution=64", "--set", "data.channels=3")
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: config key 'data.resolution' is 64"), r.stderr
+    assert str(folder) in lines[0] and "data.resolution: 17 would fit" in lines[0]
+    assert not (tmp_path / "run" / "split").exists() and not any((tmp_path / "run").glob("split*"))
+    # The suggestion fits the same machine.
+    r = invoke("split", "-c", str(cfg), "--set", "data.resolution=17", "--set", "data.channels=3")
+    assert r.exit_code == 0, r.stderr
+
+
+@pytest.mark.parametrize("error,where,key", [
+    ("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 15.7 GiB total)", "GPU", "classifier.batch_size"),
+    ("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory", "memory",
+     "classifier.batch_size"),
+])
+def test_running_out_of_memory_in_training_is_one_line_naming_the_batch_size(sampled: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                              error: str, where: str, key: str) -> None:
+    import ganaug.stages as stages
+
+    def oom(*args: object, **kwargs: object) -> None:
+        raise (torch.OutOfMemoryError if "CUDA" in error else RuntimeError)(error)
+
+    monkeypatch.setattr(stages, "run_train_clf", oom)
+    r = invoke("train-clf", "-c", str(sampled))
+    assert r.exit_code == 2, r.output
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: `ganaug train-clf` ran out of {where}"), r.stderr
+    assert f"lower {key}" in lines[0] and "Traceback" not in r.stderr
+
+
+def test_other_runtime_errors_still_raise(sampled: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ganaug.stages as stages
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("shapes do not match")
+
+    monkeypatch.setattr(stages, "run_train_clf", boom)
+    with pytest.raises(RuntimeError, match="shapes do not match"):  # a bug stays a traceback, not a memory hint
+        invoke("train-clf", "-c", str(sampled))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import memory
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
 from .decode import GRAY_MODES, decode, decode_task, header
@@ -63,6 +64,7 @@ def load_imagefolder(cfg: DataConfig, cache_dir: Optional[Path] = None, progress
 
     # Decode, one image at a time per worker, straight into the output tensor.
     size, intensity = cfg.resolution, cfg.intensity or "dtype"
+    memory.check_decoded(len(files), channels, size, root)  # before the tensor is taken, not after
     out = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     ok = np.zeros(len(files), dtype=bool)
     infos: List[Dict[str, Any]] = [{} for _ in files]
