@@ -63,7 +63,7 @@ def _out_of_memory_line(command: str, e: BaseException) -> str:
     """One line for a stage that ran out of memory: where, torch's own first sentence, the keys that lower it."""
     text = " ".join(str(e).split())
     gpu = "CUDA" in text or type(e).__name__ == "OutOfMemoryError"
-    first = (text.split(". ")[0] + ("" if text.split(". ")[0].endswith(".") else ".")) if text else type(e).__name__
+    first = text.split(". ")[0].rstrip(".") + "." if text else type(e).__name__
     keys = OOM_KEYS.get(command, "the batch sizes")
     where = "GPU" if gpu else "memory"
     return (f"`ganaug {command}` ran out of {where} ({first[:200]}); lower {keys}"

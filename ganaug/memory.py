@@ -143,9 +143,14 @@ def check(cfg: Any, stage: str) -> None:
         if e.bytes <= limit:
             continue
         fits = math.floor(e.value * limit / e.bytes) if e.bytes else 0
-        suggest = f"; {e.key}: {fits:,} would fit" if 0 < fits < e.value else ""
-        raise ConfigError(f"config key '{e.key}' is {e.value:,.0f}, so {e.what} would take about {fmt(e.bytes)}, "
-                          f"more than the {fmt(limit)} of {e.kind} this machine has{suggest}")
+        raise too_big(e.key, e.value, e.what, e.bytes, limit, e.kind, fits if 0 < fits < e.value else None)
+
+
+def too_big(key: str, value: float, what: str, need: float, limit: float, kind: str, fits: Optional[int]) -> ConfigError:
+    """The one line for an estimate over what the machine has: the key, the estimate, the limit, a value that fits."""
+    suggest = f"; {key}: {fits:,} would fit" if fits is not None else ""
+    return ConfigError(f"config key '{key}' is {value:,.0f}, so {what} would take about {fmt(need)}, "
+                       f"more than the {fmt(limit)} of {kind} this machine has{suggest}")
 
 
 def check_decoded(n: int, channels: int, size: int, root: Path) -> None:
@@ -155,10 +160,8 @@ def check_decoded(n: int, channels: int, size: int, root: Path) -> None:
     if need <= limit:
         return
     fits = math.isqrt(int(limit // max(1, n * channels)))
-    suggest = f"; data.resolution: {fits} would fit" if 4 <= fits < size else ""
-    raise ConfigError(f"config key 'data.resolution' is {size}, so the {n:,} images of '{root}' decoded at "
-                      f"{channels}x{size}x{size} would take about {fmt(need)}, more than the {fmt(limit)} of RAM this "
-                      f"machine has{suggest}")
+    raise too_big("data.resolution", size, f"the {n:,} images of '{root}' decoded at {channels}x{size}x{size}", need,
+                  limit, "RAM", fits if 4 <= fits < size else None)
 
 
 def plan_lines(cfg: Any) -> List[str]:

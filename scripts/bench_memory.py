@@ -104,17 +104,16 @@ def main() -> None:
     tree = Path(os.environ.get("GANAUG_TREE") or Path(__file__).resolve().parents[1])
     # An older checkout without the evaluation stage has no evaluate key to turn off.
     no_evaluate = ("--set", "evaluate.enabled=false") if (tree / "ganaug" / "stages" / "evaluate.py").is_file() else ()
+    made_big = ("--set", f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", *no_evaluate)
     if not args.own_only and not (args.reuse and (big / "samples" / "stage.json").is_file()):
         shutil.rmtree(big, ignore_errors=True)
         big.mkdir(parents=True)
         for part in ("split", "gan"):
             shutil.copytree(src / part, big / part)
-        r = result(ganaug("sample", "-c", args.config, "--set", f"out_dir={big}", "--set",
-                          f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", *no_evaluate))
+        r = result(ganaug("sample", "-c", args.config, "--set", f"out_dir={big}", *made_big))
         size = sum(f.stat().st_size for f in (big / "samples").iterdir() if f.is_file()) / 2**20
         print(f"sample: {args.per_class:,} per class ({size:.0f} MB on disk) in {r['seconds']:.0f} s, "
               f"peak RSS {r['rss_mb']:.0f} MB")
-    made_big = ("--set", f"sample.n_per_class={args.per_class}", "--set", "sample.png=false", *no_evaluate)
     for label, out, extra in ((f"{args.per_class:,} per class", big, made_big), ("the config's own set", src, ())):
         if args.own_only and out == big:
             continue

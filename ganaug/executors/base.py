@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -19,16 +20,12 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-_DEFAULT_THREADS: List[int] = []
-
-
+@functools.lru_cache(maxsize=None)
 def default_threads() -> int:
     """torch's thread count in this process before ganaug changed it (taken the first time it is asked)."""
-    if not _DEFAULT_THREADS:
-        import torch
+    import torch
 
-        _DEFAULT_THREADS.append(torch.get_num_threads())
-    return _DEFAULT_THREADS[0]
+    return torch.get_num_threads()
 
 
 def need_extra(module: str, extra: str, executor: str) -> Any:
@@ -74,8 +71,9 @@ class Executor:
         return f"{self.gen_threads()} torch thread(s) per generator cell, {self.cfg.executor.clf_threads} per classifier cell"
 
     def cost(self, cell: Any) -> int:
-        """The CPUs a cell holds while it runs (at most the capacity, so a wide cell still runs, alone)."""
-        return min(self.cell_threads(cell), self.capacity or 1 << 30)
+        """The CPUs the scheduler counts for a cell while it runs: its threads, at most the capacity (so a wide cell
+        still runs, alone); 0 where the engine queues cells itself."""
+        return min(self.cell_threads(cell), self.capacity) if self.capacity else 0
 
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
         return {**cell.spec, "id": cell.id, "force": force, "threads": self.cell_threads(cell),

@@ -2,8 +2,8 @@
 
 Per-cell resources: as many CPUs as the cell has torch threads (on a cluster, executor.cpus for generator cells),
 executor.gpus GPUs for generator cells and executor.clf_gpus (a fraction packs several classifier cells on one GPU)
-for classifier cells. Every node must see the run folder at the same
-path (a shared file system) and have ganaug installed.
+for classifier cells. Every node must see the run folder at the same path (a shared file system) and have ganaug
+installed.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class RayExecutor(Executor):
 
     def cpus(self, cell: Any) -> float:
         """Ray's num_cpus for a cell: its threads here; on a cluster executor.cpus, or its threads where it has more."""
-        return self.cost(cell) if self.capacity else max(self.cfg.executor.cpus, self.cell_threads(cell))
+        return self.cost(cell) or max(self.cfg.executor.cpus, self.cell_threads(cell))
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         return [self.task.options(num_cpus=self.cpus(c), num_gpus=self.gpus(c), max_retries=0).remote(self.spec(c, force))

@@ -51,7 +51,7 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
                     todo.remove(c)
             ready = []
             while queue:  # as many as fit in the capacity; one always runs (a cell as wide as the machine runs alone)
-                cost = executor.cost(queue[0]) if executor.capacity else 0
+                cost = executor.cost(queue[0])
                 if (running or ready) and used + cost > (executor.capacity or 0):
                     break
                 ready.append(queue.pop(0))
@@ -64,7 +64,7 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
                 break
             for h, outcome in executor.wait(list(running)):
                 c, submitted = running.pop(h)
-                used -= executor.cost(c) if executor.capacity else 0
+                used -= executor.cost(c)
                 n = len(done) - (len(cells) - total) + len(failed) + 1
                 timings.append({"id": c.id, "kind": c.kind, "ok": bool(outcome.get("ok")),
                                 "submitted": outcome.get("started") or submitted,
