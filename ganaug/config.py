@@ -261,6 +261,10 @@ class EvaluateConfig:
     k_pr: int = 3  # nearest neighbours for precision and recall (Kynkaanniemi et al.)
     k_dc: int = 5  # for density and coverage (Naeem et al.)
     copy_quantile: float = 0.05  # a fake is 'close' when nearer a training image than all but this share of test images
+    copy_shift: int = 2  # the copy search aligns every shift of up to this many pixels (ADA's and DiffAugment's copies)
+    copy_mirror: Optional[bool] = None  # ... and mirrored images; None: when the generator's training could flip
+    copy_ratio: float = 1 / 3  # Gu et al.: memorised when the nearest training image is this much nearer than the second
+    copy_alpha: float = 0.01  # the copy flag's false-alarm rate (Holm over every criterion, space and class)
     closest_pairs: int = 16  # fake / nearest-training-image pairs drawn in closest.png
     seed: int = 0
     domain: DomainConfig = field(default_factory=DomainConfig)
@@ -1070,6 +1074,9 @@ def validate(cfg: Config) -> None:
               f"is {cfg.sample.n_per_class}, too few fakes per class for `evaluate` (k = {max(ev.k_pr, ev.k_dc)} nearest "
               f"neighbours need {need}); raise it, lower evaluate.k_dc, or set evaluate.enabled: false")
     _need(0 < ev.copy_quantile < 0.5, "evaluate.copy_quantile", f"must be in (0, 0.5), e.g. 0.05, got {ev.copy_quantile}")
+    _need(0 <= ev.copy_shift <= 8, "evaluate.copy_shift", f"must be a number of pixels from 0 to 8, e.g. 2, got {ev.copy_shift}")
+    _need(0 < ev.copy_ratio < 1, "evaluate.copy_ratio", f"must be in (0, 1), e.g. 0.333, got {ev.copy_ratio}")
+    _need(0 < ev.copy_alpha < 0.5, "evaluate.copy_alpha", f"must be in (0, 0.5), e.g. 0.01, got {ev.copy_alpha}")
     for k in ("steps", "width", "batch_size"):
         _need(getattr(ev.domain, k) >= 1, f"evaluate.domain.{k}", f"must be 1 or more, got {getattr(ev.domain, k)}")
     _need(ev.domain.lr > 0, "evaluate.domain.lr", f"must be positive, got {ev.domain.lr}")

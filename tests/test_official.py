@@ -332,7 +332,9 @@ def test_train_gan_official_stage_resumes_and_records(stub_repo: Path, tmp_path:
     assert ckpt["kwargs"] == {"resolution": 16, "channels": 1, "num_classes": 3} and ckpt["cur_nimg"] == 16000
     assert ckpt["step"] == 2000 and ckpt["repo"] == str(stub_repo) and ckpt["shape"] == [1, 16, 16]
     assert [row["kimg"] for row in read_jsonl(gan / "metrics.jsonl")] == [0.064, 4, 8, 8.064, 12, 16]
-    assert json.loads((gan / "trained_on.json").read_text())["n"] == 12
+    seen = json.loads((gan / "trained_on.json").read_text())  # hashed from the dataset zip train.py read
+    assert seen["n"] == 12 and "dataset zip" in seen["hashed_in"]
+    assert sorted(seen["hashes"]) == sorted(json.loads((run / "split" / "manifest.json").read_text())["train"]["hashes"])
     assert (gan / "training.png").is_file() and json.loads((gan / "stage.json").read_text())["impl"] == "official"
     assert "up to date" in invoke("train-gan", *c).stderr
 

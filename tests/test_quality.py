@@ -15,7 +15,7 @@ import yaml
 
 from ganaug.config import load_config
 from ganaug.errors import ConfigError
-from ganaug.metrics.quality import copy_share, fid, kid, nearest, prdc
+from ganaug.metrics.quality import fid, kid, prdc
 from ganaug.stages import run_all, run_compare, run_report
 
 from .conftest import invoke, make_folder, rewrite_synthetic, tiny_config, write_yaml
@@ -49,7 +49,7 @@ def test_kid_is_unbiased_near_zero_for_two_draws_of_one_distribution() -> None:
 
 def test_kid_subset_size_follows_small_sets() -> None:
     out = kid(gauss(150), gauss(300, seed=1))
-    assert out["kid_subset_size"] == 150 and out["kid_subsets"] == 100
+    assert out["kid_subset_size"] == 75 and out["kid_subsets"] == 100  # half the smaller set: subsets that differ
 
 
 def test_precision_recall_match_torch_fidelity_and_density_coverage_match_their_definition() -> None:
@@ -69,13 +69,18 @@ def test_precision_recall_match_torch_fidelity_and_density_coverage_match_their_
     assert ours["density"] == pytest.approx(density) and ours["coverage"] == pytest.approx(coverage)
 
 
-def test_the_copy_share_flags_copies_and_passes_fresh_draws() -> None:
+def test_the_quantile_rule_flags_copies_and_passes_fresh_draws() -> None:
+    from ganaug.metrics.copies import nearest_two, quantile_test
+
     train, test = gauss(300, seed=10), gauss(300, seed=11)
-    d_test, _ = nearest(test, train)
-    copies, _ = nearest(train[:200] + 0.01 * gauss(200, seed=12), train)
-    fresh, _ = nearest(gauss(200, seed=13), train)
-    assert copy_share(copies, d_test)["flag"] and copy_share(copies, d_test)["share"] > 0.9
-    assert not copy_share(fresh, d_test)["flag"] and copy_share(fresh, d_test)["share"] < 0.15
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        return nearest_two(x, lambda t: train, 1).d1
+
+    copies = quantile_test(d(train[:200] + 0.01 * gauss(200, seed=12)), d(test), 0.05)
+    fresh = quantile_test(d(gauss(200, seed=13)), d(test), 0.05)
+    assert copies["p"] < 1e-6 and copies["share"] > 0.9
+    assert fresh["p"] > 0.01 and fresh["share"] < 0.15
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -102,14 +107,16 @@ def test_evaluate_writes_every_number_with_its_floor(evaluated: Path) -> None:
     root = Path(load_config(evaluated).out_dir)
     q = json.loads((root / "evaluate" / "quality.json").read_text())
     assert q["features"] == "domain" and q["n"] == {"fake": 24, "train": 24, "test": 54, "reference": 30, "held_out": 24,
-                                                    "fake_all": 36}
+                                                    "fake_all": 36, "per_class": {"bars": 8, "columns": 8, "diagonal": 8},
+                                                    "classes_without_floor": []}
     for kind in ("fake", "floor", "train"):
         o = q["overall"][kind]
         assert set(o) >= {"fid", "kid", "precision", "recall", "density", "coverage"} and o["n_real"] == 30
         assert o["n_fake"] == 24
     assert set(q["per_class"]) == {"bars", "columns", "diagonal"}
     assert q["per_class"]["bars"]["fake"]["n_fake"] == 8 and q["per_class"]["bars"]["fake"]["n_real"] == 10
-    assert set(q["copies"]) == {"pixels", "features"}
+    assert set(q["copies"]) == {"pixels", "features", "flag", "fired", "alpha", "tests", "shift", "mirror"}
+    assert q["copies"]["shift"] == 2 and not q["copies"]["mirror"] and q["copies"]["pixels"]["transforms"] == 25
     assert set(q["class_consistency"]["per_class"]) == {"bars", "columns", "diagonal"}
     assert (root / "evaluate" / "closest.png").is_file()
     md = run_compare(load_config(evaluated))

@@ -274,7 +274,11 @@ def test_the_budget_check_flags_arms_still_improving(tmp_path: Path) -> None:
     flags = budget_flags(results)
     assert set(flags) == {"rising"}
     f = flags["rising"]
-    assert f["seeds_best_in_tail"] == 3 and f["gain"] == pytest.approx((0.86 + 0.85 + 0.87) / 3 - (0.75 + 0.74 + 0.76) / 3)
+    # Each seed's rise: its two readings after step 480 against its two just before, averaged over seeds, and tested
+    # against the seeds' spread of rises (one-sided paired t-test), not against the spread of their levels.
+    rises = [(c[4] + c[5]) / 2 - (c[2] + c[3]) / 2 for c in rising]
+    assert f["seeds_best_in_tail"] == 3 and f["readings"] == 2 and f["gain"] == pytest.approx(sum(rises) / 3)
+    assert f["test"] == "t" and f["p"] < 0.05
 
 
 def test_the_table_shows_the_budget_flag_and_the_command_to_test_it(finished: Path, tmp_path: Path) -> None:

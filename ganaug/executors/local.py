@@ -1,12 +1,21 @@
-"""`local`: a pool of worker processes on this machine (the standard library's, started with spawn)."""
+"""`local`: worker processes on this machine (started with spawn), each running one cell at a time.
+
+The coordinator hands each cell to a worker of its own choosing, so it always knows which cell a worker runs: a
+worker that dies (the out-of-memory killer, a SIGKILL) fails that cell alone, with the signal that ended it, and a
+new worker takes its place; the cells running in the other workers never notice. (The standard library's process
+pool breaks as a whole when one of its workers dies, failing every cell it holds.)
+"""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Dict, List, Tuple
+import time
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as wait_any
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import register_executor
 from .base import THREAD_VARS, Executor, available_cores
@@ -27,6 +36,69 @@ def _init_worker(threads: int) -> None:
         pass
 
 
+def _serve(conn: Connection, threads: int) -> None:
+    """A worker's loop: a cell spec in, its outcome out, until None or the coordinator is gone."""
+    _init_worker(threads)
+    from ..stages.cells import worker_run
+
+    while True:
+        try:
+            spec = conn.recv()
+        except (EOFError, OSError):  # the coordinator died: nothing to report to
+            return
+        if spec is None:
+            return
+        outcome = worker_run(spec)
+        try:
+            conn.send(outcome)
+        except OSError:  # the coordinator died while the cell ran
+            return
+
+
+def death(exitcode: Optional[int]) -> str:
+    """How a worker process ended, for people: 'killed by signal 9, SIGKILL: out of memory or killed'."""
+    if exitcode is None:
+        return "it closed its pipe and did not exit"
+    if exitcode >= 0:
+        return f"exit status {exitcode}"
+    try:
+        name = signal.Signals(-exitcode).name
+    except ValueError:
+        name = "unknown signal"
+    why = ": out of memory or killed" if -exitcode == signal.SIGKILL else ""
+    return f"killed by signal {-exitcode}, {name}{why}"
+
+
+class Task:
+    """A handle: one cell's spec, when a worker took it, and its outcome once there is one."""
+
+    def __init__(self, spec: Dict[str, Any]):
+        self.spec = spec
+        self.sent: Optional[float] = None
+        self.outcome: Optional[Dict[str, Any]] = None
+
+    def fail(self, error: str) -> None:
+        started = self.sent or time.time()
+        self.outcome = {"id": self.spec["id"], "ok": False, "error": error, "log": self.spec.get("log"),
+                        "started": started, "seconds": round(time.time() - started, 2),
+                        "threads": self.spec.get("threads")}
+
+
+class Worker:
+    """One spawned process and the duplex pipe the coordinator talks to it through; `task` is the cell it runs."""
+
+    def __init__(self, ctx: Any, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, threads), name="ganaug-local-worker")
+        self.process.start()
+        child.close()  # the worker holds the only other end: its death reads as end-of-file here
+        self.task: Optional[Task] = None
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.conn.send(None)
+
+
 @register_executor("local")
 class LocalExecutor(Executor):
     """executor.workers processes here; the scheduler keeps the threads of the cells running at once within the cores
@@ -39,45 +111,109 @@ class LocalExecutor(Executor):
         e = cfg.executor
         self.capacity = available_cores()
         self.workers = e.workers or max(1, self.capacity // e.clf_threads)
-        threads = self.gen_threads()
+        self._threads = self.gen_threads()
         self._env = {v: os.environ.get(v) for v in THREAD_VARS}
         for v in THREAD_VARS:  # spawned workers inherit them before torch is imported; each cell then sets its own
-            os.environ[v] = str(threads)
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(threads,))
+            os.environ[v] = str(self._threads)
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool: List[Worker] = []  # started when first needed, replaced when one dies
+        self._queue: List[Task] = []  # submitted, waiting for a free worker
 
     def describe(self) -> str:
         return f"local, {self.workers} worker processes on {self.capacity} cores, {self.threads_line()}"
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
-        from ..stages.cells import worker_run
-
-        return [self.pool.submit(worker_run, self.spec(c, force)) for c in cells]
+        tasks = [Task(self.spec(c, force)) for c in cells]
+        self._queue += tasks
+        self._dispatch()
+        return tasks
 
     def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
-        finished, _ = wait(handles, return_when=FIRST_COMPLETED)
-        out = []
-        for f in finished:
+        while True:
+            finished = [t for t in handles if t.outcome is not None]
+            if finished:
+                return [(t, t.outcome) for t in finished]
+            busy = [w for w in self._pool if w.task is not None]
+            assert busy, "waiting on cells that no worker runs"
+            ready = wait_any([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            for w in busy:
+                if w.conn in ready or w.process.sentinel in ready:
+                    self._collect(w)
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the queued cells to idle workers, starting workers up to executor.workers."""
+        while self._queue:
+            w = next((w for w in self._pool if w.task is None), None)
+            if w is None:
+                if len(self._pool) >= self.workers:
+                    return
+                w = Worker(self._ctx, self._threads)
+                self._pool.append(w)
+            task = self._queue[0]
             try:
-                out.append((f, f.result()))
-            except Exception as e:  # noqa: BLE001 - a worker that died (killed, out of memory) breaks the pool
-                out.append((f, {"ok": False, "error": f"the worker process died ({type(e).__name__}: {e})",
-                                "log": None, "seconds": 0.0}))
-        return out
+                if not w.process.is_alive():
+                    raise BrokenPipeError
+                w.conn.send(task.spec)
+            except OSError:  # it died while idle: the cell was not sent; a new worker takes it
+                self._drop(w)
+                continue
+            self._queue.pop(0)
+            task.sent = time.time()
+            w.task = task
+
+    def _collect(self, w: Worker) -> None:
+        """The outcome a worker sent, or, where it died first, a failure of its cell alone naming how it died."""
+        task, w.task = w.task, None
+        assert task is not None
+        outcome = None
+        with contextlib.suppress(EOFError, OSError):
+            if w.conn.poll():  # an outcome sent just before dying still counts
+                outcome = w.conn.recv()
+        if outcome is not None:
+            task.outcome = outcome
+            return
+        w.process.join(10)
+        task.fail(f"its worker process died ({death(w.process.exitcode)})")
+        self._drop(w)
+
+    def _drop(self, w: Worker) -> None:
+        """Forget a dead worker (one that closed its pipe without exiting is killed)."""
+        self._pool.remove(w)
+        w.process.join(10)
+        if w.process.exitcode is None:
+            w.process.kill()
+            w.process.join()
+        w.conn.close()
 
     def cancel(self, handles: List[Any]) -> None:
-        for f in handles:
-            f.cancel()
-        for proc in list(getattr(self.pool, "_processes", {}).values()):  # running cells: save and stop
-            try:
-                os.kill(proc.pid, signal.SIGINT)
-            except OSError:
-                pass
+        for t in [t for t in self._queue if t in handles]:  # never started: they never will
+            self._queue.remove(t)
+            t.fail("cancelled")
+        for w in self._pool:  # running cells: save and stop
+            if w.task is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(w.process.pid, signal.SIGINT)
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
-        for v, old in self._env.items():
-            if old is None:
-                os.environ.pop(v, None)
-            else:
-                os.environ[v] = old
+        """Let the running cells end (a cancelled one saves its checkpoint first), then stop every worker; a second
+        Ctrl-C while waiting stops them at once."""
+        self._queue.clear()
+        try:
+            for w in self._pool:
+                w.stop()
+            for w in self._pool:
+                w.process.join()
+        except KeyboardInterrupt:
+            for w in self._pool:
+                w.process.terminate()
+            raise
+        finally:
+            for w in self._pool:
+                w.conn.close()
+            self._pool = []
+            for v, old in self._env.items():
+                if old is None:
+                    os.environ.pop(v, None)
+                else:
+                    os.environ[v] = old

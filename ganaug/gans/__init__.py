@@ -38,14 +38,22 @@ def list_gans() -> List[str]:
 
 
 def train_generator(nets: GanNets, g: Any, **common: Any) -> Dict[str, Any]:
-    """Train any family with its own loop (`trainer` meta), or the adversarial one; `common` as train_gan takes it."""
+    """Train any family with its own loop (`trainer` meta), or the adversarial one; `common` as train_gan takes it.
+
+    The result's `trained_hashes` is the content hash of every image handed to the loop, hashed here, where
+    training starts (the protocol audit compares it with the split's parts).
+    """
+    from ..data.images import image_hashes
+
+    trained_hashes = image_hashes(common["images"])
     trainer = GANS.meta(g.name).get("trainer")
     if trainer is not None:
-        return trainer(nets, g, **common)
+        return {**trainer(nets, g, **common), "trained_hashes": trained_hashes}
     from .training import augment_settings, train_gan
 
-    return train_gan(nets, r1_gamma=getattr(g, "r1_gamma", None) or 0.0, r1_interval=getattr(g, "r1_interval", None) or 16,
-                     augment=augment_settings(g), **common)
+    result = train_gan(nets, r1_gamma=getattr(g, "r1_gamma", None) or 0.0,
+                       r1_interval=getattr(g, "r1_interval", None) or 16, augment=augment_settings(g), **common)
+    return {**result, "trained_hashes": trained_hashes}
 
 
 def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:

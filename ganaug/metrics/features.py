@@ -5,8 +5,9 @@
 - `inception`: the standard FID network, the TorchScript `inception-2015-12-05.pt` that NVlabs' and
   clean-fid's code load, fed as clean-fid's `clean` mode feeds it (each channel resized to 299 x 299 by
   PIL's bicubic filter in float, no quantisation, then (x - 128) / 128 into its layers); 2048-d pool features.
-- any torchvision model name (`resnet50`, `efficientnet_b0`, ...): its penultimate features, with its
-  weights' resize and normalisation; `evaluate.weights: PATH` for a local file, else torchvision's download.
+- any torchvision model name (`resnet50`, `efficientnet_b0`, ...): its penultimate features, through its
+  weights' own transforms (resize, centre crop, normalisation); `evaluate.weights: PATH` for a local file, else
+  torchvision's download.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from ..registry import Registry
@@ -193,7 +193,8 @@ def _strip_head(model: nn.Module) -> nn.Module:
 
 
 def build_torchvision(name: str, weights: Optional[str], device: torch.device) -> Extractor:
-    """Penultimate features of torchvision's `name`, with its weights' resize and ImageNet normalisation."""
+    """Penultimate features of torchvision's `name`, through its weights' own transforms (resize, centre crop,
+    normalisation), as the model saw images in training."""
     import torchvision
 
     default = torchvision.models.get_model_weights(name).DEFAULT
@@ -214,15 +215,10 @@ def build_torchvision(name: str, weights: Optional[str], device: torch.device) -
             raise ConfigError(f"evaluate.features {name}: its weights are not on this machine and could not be downloaded "
                               f"({type(e).__name__}); set evaluate.weights: PATH to a local copy of {default}") from None
     model = _strip_head(model).to(device).eval()
-    size = int(default.transforms().crop_size[0])
-    mean = torch.tensor(default.transforms().mean).view(1, 3, 1, 1)
-    std = torch.tensor(default.transforms().std).view(1, 3, 1, 1)
+    transform = default.transforms()  # the weights' own: resize, centre crop, ImageNet normalisation
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
-        x = images.float() / 255.0
-        x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
-        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        return (x - mean) / std
+        return transform(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
 
     with torch.no_grad():
         dim = int(model(prepare(torch.zeros(1, 3, 8, 8, dtype=torch.uint8)).to(device)).reshape(1, -1).shape[1])

@@ -1,5 +1,5 @@
 """Sample-quality metrics: every one a function of two feature arrays (real, fake), as torch-fidelity and
-prdc define them; plus the nearest-neighbour distances behind the copy (memorization) check.
+prdc define them (the copy check lives in `copies.py`).
 
 The arithmetic is the field's libraries': torch-fidelity for FID (Heusel et al. 2017) and KID (Binkowski
 et al. 2018: the unbiased MMD^2 with the cubic polynomial kernel k(x, y) = (x.y / d + 1)^3, averaged over
@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
-import numpy as np
 import torch
 
 KID_SUBSET_SIZE = 1000  # the usual size; smaller sets use subsets as large as they allow
@@ -43,10 +41,12 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS, subset_size: Optional[int] = None,
         seed: int = 0) -> Dict[str, Any]:
     """Unbiased KID (mean and std over `subsets` random subsets) and the subset size used: the usual 1,000, or
-    the size of the smaller set when it has fewer (a small set is never an error)."""
+    half the smaller set when it has fewer than 2,000 (a small set is never an error)."""
     from torch_fidelity.metric_kid import kid_features_to_metric
 
-    size = min(subset_size or KID_SUBSET_SIZE, len(real), len(fake))
+    # Subsets smaller than either set (half the smaller, at most 1,000), so their spread says something: subsets as
+    # large as a set are that set every time.
+    size = min(subset_size or KID_SUBSET_SIZE, max(2, min(len(real), len(fake)) // 2))
     if size < 2:
         raise ValueError(f"KID needs at least 2 images in each set, got {len(real)} and {len(fake)}")
     out = kid_features_to_metric(_as_float64(real), _as_float64(fake), kid_subsets=subsets, kid_subset_size=size,
@@ -78,41 +78,3 @@ def quality(real: torch.Tensor, fake: torch.Tensor, *, k_pr: int = 3, k_dc: int 
     return {"n_real": len(real), "n_fake": len(fake), "fid": fid(real, fake),
             **kid(real, fake, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed),
             **prdc(real, fake, k_pr=k_pr, k_dc=k_dc), "k_pr": k_pr, "k_dc": k_dc}
-
-
-# ----------------------------------------------------------------------------------------------------
-# Copies: how close each fake is to its nearest training image, against how close real held-out images are.
-
-
-@torch.no_grad()
-def nearest(query: torch.Tensor, ref: torch.Tensor, chunk: int = 2048) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(distance, index) of each query row's nearest row of `ref` (Euclidean), in chunks of queries."""
-    q, r = query.reshape(len(query), -1).float(), ref.reshape(len(ref), -1).float()
-    dists, idx = [], []
-    for i in range(0, len(q), chunk):
-        d = torch.cdist(q[i:i + chunk], r)
-        m = d.min(dim=1)
-        dists.append(m.values)
-        idx.append(m.indices)
-    return torch.cat(dists), torch.cat(idx)
-
-
-def copy_share(fake_to_train: torch.Tensor, test_to_train: torch.Tensor, quantile: float = 0.05) -> Dict[str, Any]:
-    """The share of fakes closer to their nearest training image than all but `quantile` of the real held-out
-    images are to theirs. A generator that does not copy lands near `quantile`; copies push it toward 1."""
-    tau = float(torch.quantile(test_to_train.double(), quantile))
-    share = float((fake_to_train < tau).double().mean()) if len(fake_to_train) else math.nan
-    n = len(fake_to_train)
-    # Flag well above what chance gives: more than twice the quantile and 3 binomial standard errors over it.
-    margin = 3.0 * math.sqrt(quantile * (1 - quantile) / max(1, n))
-    return {"threshold": tau, "quantile": quantile, "share": share, "n": n,
-            "flag": bool(share > max(2 * quantile, quantile + margin))}
-
-
-def summarize_nn(fake_to_train: torch.Tensor) -> Dict[str, float]:
-    d = fake_to_train.double()
-    return {"median": float(d.median()), "min": float(d.min())} if len(d) else {"median": math.nan, "min": math.nan}
-
-
-def as_numpy(x: torch.Tensor) -> np.ndarray:
-    return x.detach().cpu().numpy()

@@ -1,10 +1,13 @@
 """The protocol audit behind every table: what makes a number trustworthy, checked from the run folder.
 
 Each check reads the artefacts the stages left (the split manifest with its indices and content hashes,
-each GAN's `trained_on.json`, each synthetic set, each classifier's `result.json`, in which a run records
-what it did as it did it: the content hash of every image model selection scored and how many times it
-read the test set) and says ok, note, unverified or violation. `compare` prints everything but a pass
-under the table and records every check in its JSON. Every check can fail: the tests make each one fail.
+each synthetic set, and the records a stage writes of what it did as it did it: each GAN's and the domain
+extractor's `trained_on.json`, the content hash of every image its training code was handed, hashed there;
+each classifier's `result.json`, the content hash of every image model selection scored and how many times
+it read the test set) and says ok, note, unverified or violation. What was trained or selected on is compared
+with the manifest's parts by content, as multisets: indices say what a stage asked for, not what it used.
+`compare` prints everything but a pass under the table and records every check in its JSON. Every check can
+fail: tests/test_audit_faults.py makes each one fail by injecting its fault where it would happen.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config
 from ..data.images import image_hashes
@@ -91,15 +94,20 @@ def _synthetic_check(root: Path, runs: List[Dict[str, Any]], manifest: Dict[str,
     name = "no synthetic image in validation or test"
     val = Counter(manifest["val"]["hashes"])
     train, held_out = set(manifest["train"]["hashes"]), set(manifest["val"]["hashes"]) | set(manifest["test"]["hashes"])
+    parts = {"training": train, "test": set(manifest["test"]["hashes"])}  # where a foreign validation image came from
     problems, notes = [], []
     for r in runs:
         hashes = r.get("protocol", {}).get("validation_hashes")
         if hashes is None:
             continue
-        foreign = sum((Counter(hashes) - val).values())
+        foreign = Counter(hashes) - val
         if foreign:
-            problems.append(f"{r['arm']} seed {r['seed']} validated on {foreign} image(s) that are not the split's "
-                            "validation images")
+            where: Counter = Counter()
+            for h, k in foreign.items():
+                where[_parts_holding(h, parts) or ("repeated validation" if h in val else "")] += k
+            said = ", ".join(_images(k, part) if part else f"{k} in no part of the split" for part, k in sorted(where.items()))
+            problems.append(f"{r['arm']} seed {r['seed']} validated on {sum(foreign.values())} image(s) that are not "
+                            f"the split's validation images ({said})")
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
     for rel in sets:
         f = root / rel / TENSOR_FILE
@@ -139,20 +147,73 @@ def _unrecorded_sets(runs: List[Dict[str, Any]]) -> str:
             "made by an older ganaug: retrain them to audit them")
 
 
+def _parts_holding(h: str, parts: Dict[str, set]) -> str:
+    """The parts of the split whose images have content hash `h` ('validation/test' for twins), or ''."""
+    return "/".join(name for name, hashes in parts.items() if h in hashes)
+
+
+def _images(k: int, what: str) -> str:
+    return f"{k} {what} image{'' if k == 1 else 's'}"
+
+
+def _differences(hashes: List[str], manifest: Dict[str, Any]) -> List[str]:
+    """How the images a model's training code was handed differ from the split's training part, compared as
+    multisets of content hashes; [] when they are the training images, each as often as the split holds it.
+
+    A hash of a training image seen more often than the split holds it is a held-out twin (MNIST holds distinct
+    images with identical pixels in several parts) or a repeat: either way not the training part.
+    """
+    seen, train = Counter(hashes), Counter(manifest["train"]["hashes"])
+    held_out = {"validation": set(manifest["val"]["hashes"]), "test": set(manifest["test"]["hashes"])}
+    where: Counter = Counter()
+    extra = outside = 0
+    twins = False
+    for h, k in (seen - train).items():
+        if h in train:
+            extra += k
+            twins = twins or bool(_parts_holding(h, held_out))
+        elif _parts_holding(h, held_out):
+            where[_parts_holding(h, held_out)] += k
+        else:
+            outside += k
+    missing = sum((train - seen).values())
+    out = []
+    if where:
+        parts = ", ".join(f"{k} {part}" for part, k in sorted(where.items(), key=lambda kv: ("test" in kv[0], kv[0])))
+        out.append(f"trained on {sum(where.values())} validation/test image(s) ({parts})")
+    if extra:
+        out.append(f"trained on {extra} more {'copy of a training image' if extra == 1 else 'copies of training images'} "
+                   "than the split holds"
+                   + (" (pixels that validation/test images share: held-out twins?)" if twins else ""))
+    if outside:
+        out.append(f"trained on {outside} image(s) not in the split")
+    if missing:
+        out.append(f"never saw {missing} of the {sum(train.values())} training images")
+    return out
+
+
+def _seen(f: Path) -> Tuple[Optional[List[str]], bool]:
+    """The content hashes a `trained_on.json` records of the images handed to training, and whether they were hashed
+    where training ran. An older ganaug hashed, in the stage, the tensor the stage then handed to training: still
+    evidence of the images (its indices are not), so it is checked the same way and said. None: no hashes at all."""
+    seen = json.loads(f.read_text())
+    return seen.get("hashes"), "hashed_in" in seen
+
+
 def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Dict[str, Any],
                domain: Path) -> Dict[str, str]:
+    """What every GAN (and the domain feature extractor) trained on, from the content hashes its training code
+    recorded of the images it was handed, against the split's parts; indices are not evidence."""
     name = "the GAN saw only training images"
     sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
-    if not sets:
-        unknown = _unrecorded_sets(runs)
+    unknown = "" if sets else _unrecorded_sets(runs)
+    if not sets and not domain.is_file():
         return _check(name, "unverified", unknown) if unknown else _check(name, "ok", "no arm used a GAN")
-    train_idx = set(manifest["train"]["indices"])
-    held_idx = set(manifest["val"]["indices"]) | set(manifest["test"]["indices"])
-    train_h = set(manifest["train"]["hashes"])
-    held_h = set(manifest["val"]["hashes"]) | set(manifest["test"]["hashes"])
-    problems, unverified, n, said = [], [], 0, []
+    problems: List[str] = []
+    unverified, n, said, older = [unknown] if unknown else [], 0, [], 0
     test_only = set(manifest["test"]["hashes"]) - set(manifest["val"]["hashes"])
     val_h = set(manifest["val"]["hashes"])
+    retrain = "made by an older ganaug; retrain to record it"
     for rel in sets:
         gan_dir = gan_of.get(rel)
         if gan_dir is None:
@@ -160,20 +221,17 @@ def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Di
             continue
         f = gan_dir / TRAINED_ON
         if not f.is_file():
-            unverified.append(f"'{gan_dir}' has no {TRAINED_ON} (made by an older ganaug; retrain to record it)")
+            unverified.append(f"'{gan_dir}' has no {TRAINED_ON} ({retrain})")
             continue
-        seen = json.loads(f.read_text())
+        hashes, where = _seen(f)
+        if hashes is None:
+            unverified.append(f"'{f}' does not hold the content hashes of the images handed to training ({retrain})")
+            continue
         n += 1
-        if "indices" in seen:  # which source images, not only what they looked like
-            leaked = [i for i in seen["indices"] if i in held_idx]
-            outside = [i for i in seen["indices"] if i not in train_idx]
-        else:
-            outside = [h for h in seen["hashes"] if h not in train_h]
-            leaked = [h for h in outside if h in held_h]
-        if leaked:
-            problems.append(f"the GAN in '{gan_dir}' trained on {len(leaked)} validation/test image(s)")
-        elif outside:
-            problems.append(f"the GAN in '{gan_dir}' trained on {len(outside)} image(s) not in the split's training set")
+        older += not where
+        wrong = _differences(hashes, manifest)
+        if wrong:
+            problems.append(f"the GAN in '{gan_dir}' " + " and ".join(wrong))
         chosen = gan_dir / SELECTION
         if chosen.is_file():  # select: best-fid - its snapshot was chosen by FID on these images
             hashes = json.loads(chosen.read_text()).get("val_hashes") or []
@@ -184,16 +242,28 @@ def _gan_check(gan_of: Dict[str, Path], runs: List[Dict[str, Any]], manifest: Di
             else:
                 said.append(f"'{gan_dir}' chose its snapshot on the {len(hashes)} validation images")
     if domain.is_file():  # the features of the validation FID (and of `evaluate`)
-        seen = json.loads(domain.read_text())
-        outside = [i for i in seen["indices"] if i not in train_idx]
-        if outside:
-            problems.append(f"the domain feature extractor trained on {len(outside)} image(s) not in the training set")
+        hashes, where = _seen(domain)
+        older += hashes is not None and not where
+        wrong = _differences(hashes, manifest) if hashes is not None else []
+        if hashes is None:
+            unverified.append(f"the domain feature extractor's '{domain}' does not hold the content hashes of the "
+                              f"images handed to training ({retrain})")
+        elif wrong:
+            problems.append("the domain feature extractor " + " and ".join(wrong))
+        else:
+            said.append("the domain feature extractor's too" if n else
+                        "the domain feature extractor's training images are the split's (content hashes)")
     if problems:
         return _check(name, "violation", "; ".join(problems))
     if unverified:
         return _check(name, "unverified", "; ".join(unverified))
-    return _check(name, "ok", f"{n} GAN(s): every image they trained on is a training image (indices and content hashes)"
-                              + "".join(f"; {x}" for x in said))
+    n_train = len(manifest["train"]["hashes"])
+    what = (f"{n} GAN(s): the content hashes of the {n_train} images handed to training are the split's training "
+            "images, each as often as the split holds it") if n else "no arm used a GAN"
+    if older:
+        said.append(f"{older} record(s) written by an older ganaug hashed the tensor its stage handed to training, "
+                    "beside the loop rather than in it")
+    return _check(name, "ok", what + "".join(f"; {x}" for x in said))
 
 
 def _budget_check(runs: List[Dict[str, Any]]) -> Dict[str, str]:

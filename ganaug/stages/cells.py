@@ -36,6 +36,7 @@ from .common import (
     read_record,
     stage_config,
     stage_fingerprint,
+    superseded,
 )
 from .quality import rep_tag
 from .sweep import experiments
@@ -66,6 +67,8 @@ class Cell:
             return "to run"
         if rec.get("fingerprint") == self.fingerprint:
             return "to run" if force else "done"
+        if superseded(rec.get("config", {}), self.config):
+            return "to run"  # made by an older method for this same config: redone
         return "to run" if force else "differs"
 
     def check(self, force: bool) -> None:

@@ -35,7 +35,8 @@ from ..utils import StopRequest, atomic_write_json, file_sha256
 STAGE_FILE = "stage.json"
 RESUME_DIR = "resume"  # in <stage>.partial/: the resumable checkpoints of an unfinished training stage
 LOCK_FILE = "ganaug.lock"
-TRAINED_ON = "trained_on.json"  # beside a GAN checkpoint: the content hash of every image the GAN trained on
+TRAINED_ON = "trained_on.json"  # beside a GAN (and the domain extractor): the content hash of every image its
+# training code was handed, hashed there (`hashed_in`; a record without it was made by an older ganaug)
 SELECTION = "selection.json"  # beside a GAN checkpoint chosen by validation FID: the epochs kept, the images used
 
 
@@ -144,6 +145,10 @@ GAN = Stage("gan", "trained GAN", "ganaug train-gan")
 SAMPLES = Stage("samples", "synthetic set", "ganaug sample")
 FEATURES = Stage("features", "domain feature extractor", "ganaug evaluate")
 EVALUATE = Stage("evaluate", "evaluation of the synthetic set", "ganaug evaluate")
+# The evaluation's method, raised when the same config scores differently: 2 aligns copies over every training image
+# with three tested criteria, and scores the floor, the fakes and the training images at one size. An evaluation
+# made by an older method is redone without --force (`superseded`).
+EVALUATE_METHOD = 2
 
 
 def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
@@ -166,6 +171,7 @@ def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, An
             out["domain"] = to_dict(cfg.evaluate.domain)
     if stage == EVALUATE:
         out["evaluate"] = result_config("evaluate", cfg.evaluate)
+        out["method"] = EVALUATE_METHOD
     return out
 
 
@@ -228,10 +234,30 @@ def _changes(old: Any, new: Any) -> str:
     return "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more" if len(changes) > 3 else "")
 
 
+def _flat(d: Any, prefix: str = "") -> Dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: Dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}.{k}" if prefix else k))
+    return out
+
+
+def superseded(old: Dict[str, Any], new: Dict[str, Any]) -> bool:
+    """Whether a finished output was made for this same config by an older ganaug whose method a newer one replaced
+    (its stage config has an older `method`, or none, and every key it knew has today's value): derived output that
+    is redone without --force, since nothing a user chose would be lost."""
+    if "method" not in new:
+        return False
+    a, b = _flat(old), _flat(new)
+    return a.get("method", 1) < b["method"] and all(k == "method" or b.get(k, v) == v for k, v in a.items())
+
+
 def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: str, command: str) -> bool:
     """True if the stage must run; False if its finished output matches `fp` (skip).
 
-    A finished output made by another config is never replaced silently: it needs --force.
+    A finished output made by another config is never replaced silently: it needs --force. One made by an older
+    method for the same config (`superseded`) is redone.
     """
     rec = read_record(folder)
     if rec is None:
@@ -239,6 +265,9 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
     if rec.get("fingerprint") == fp:
         return force
     if force:
+        return True
+    if superseded(rec.get("config", {}), config):
+        echo(f"{what} in '{folder}' was made by an older ganaug's method; making it again")
         return True
     shown = _changes(rec.get("config", {}), config)
     raise StageError(
@@ -471,12 +500,12 @@ def save_run_config(cfg: Config) -> None:
 # Data every stage after split needs.
 
 
-def trained_on(data: SplitData, manifest: Dict[str, Any]) -> Dict[str, Any]:
-    """What a generator trained on, image by image, for the audit: the manifest indices and content hashes."""
-    from ..data.images import image_hashes
-
-    return {"n": len(data.train.labels), "indices": list(manifest["train"]["indices"]),
-            "hashes": image_hashes(data.train.images)}
+def trained_on(hashes: List[str], manifest: Dict[str, Any], hashed_in: str) -> Dict[str, Any]:
+    """What a model trained on, image by image, for the audit: `hashes`, the content hash of every image handed to
+    its training code, hashed there (`hashed_in` says where; the audit compares them with the split's parts).
+    The manifest's training indices ride along as what the stage asked for, a convenience and not the evidence."""
+    return {"n": len(hashes), "hashes": list(hashes), "hashed_in": hashed_in,
+            "indices": list(manifest["train"]["indices"])}
 
 
 def load_split_data(cfg: Config) -> tuple[SplitData, Dict[str, Any]]:

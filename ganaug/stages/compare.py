@@ -8,7 +8,7 @@ import io
 import json
 import math
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -28,6 +28,15 @@ from ..metrics.stats import (
 from ..plots import plot_arm_accuracy, plot_confusions, plot_precision_recall, plot_sweep, plot_val_curves
 from ..utils import atomic_write_json, atomic_write_text, read_jsonl
 from .audit import SEVERITY, audit
+from .budget import (  # budget_flags: importable from here too, as before the check had a module of its own
+    BUDGET_ALPHA,
+    BUDGET_TAIL,
+    MIN_SEEDS_FOR_T,
+    budget_checks,
+    budget_flags,  # noqa: F401
+    generator_checks,
+    generator_marks,
+)
 from .common import clf_fingerprint, echo, paths, read_record
 from .quality import load_quality, precision_recall_sets, quality_rows, render_quality, render_quality_csv
 
@@ -146,48 +155,6 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
     return rows
 
 
-# ----------------------------------------------------------------------------------------------------
-# Budget adequacy: was an arm still improving when its budget ran out?
-
-BUDGET_TAIL = 0.2  # the last part of the budget looked at
-
-
-def budget_flags(results: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Any]]:
-    """Arms whose real-validation accuracy was still rising over the last 20% of their steps.
-
-    The rule: for at least half the seeds the selected (best) step lies in the last 20% of the budget, and
-    the best validation accuracy there beats the best before it, on average over seeds, by more than the
-    noise of a validation reading: the seeds' spread of their best validation accuracy, and the binomial
-    standard error sqrt(p (1 - p) / n_val) of an accuracy p measured on n_val images. Such an arm's verdict
-    may be the budget's, not the data's.
-    """
-    flags = {}
-    for name, runs in results.items():
-        gains, in_tail, best = [], 0, []
-        for r in runs:
-            f = Path(r["_dir"]) / "metrics.jsonl"
-            cut = (1.0 - BUDGET_TAIL) * r["budget"]["steps"]
-            curve = [(row["step"], row["acc/val"]) for row in read_jsonl(f) if "acc/val" in row] if f.is_file() else []
-            head = [a for s, a in curve if s <= cut]
-            tail = [a for s, a in curve if s > cut]
-            if not head or not tail:
-                continue
-            gains.append(max(tail) - max(head))
-            in_tail += r["val"]["selected_step"] > cut
-            best.append(r["val"]["accuracy"])
-        if not gains:
-            continue
-        gain = float(np.mean(gains))
-        spread = float(np.std(best, ddof=1)) if len(best) > 1 else 0.0
-        p_val = float(np.mean(best))
-        se = math.sqrt(p_val * (1.0 - p_val) / max(1, runs[0]["val"]["n"]))
-        if 2 * in_tail >= len(gains) and gain > max(spread, se):
-            flags[name] = {"seeds_best_in_tail": in_tail, "n": len(gains), "gain": gain, "spread": spread, "se": se,
-                           "tail_from_step": int((1.0 - BUDGET_TAIL) * runs[0]["budget"]["steps"]),
-                           "steps": runs[0]["budget"]["steps"]}
-    return flags
-
-
 def variance_note(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> str:
     """Which sources of variance the spread includes."""
     n = max(len(r) for r in results.values())
@@ -242,7 +209,7 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
     if row["is_baseline"]:
         delta = ["baseline", "", "", "", "", "baseline"]
     else:
-        flag = " (budget?)" if row.get("budget_flag") else ""
+        flag = (" (budget?)" if row.get("budget_flag") else "") + (" (generator budget?)" if row.get("generator_flag") else "")
         delta = [pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
                  _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"] + flag]
     generator = [row["generator"] or "-"] if row.get("show_generator") else []
@@ -256,7 +223,8 @@ def _arms(n: int) -> str:
 
 def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
                 stale: List[str]) -> List[str]:
-    """What the table's numbers are: the protocol, the variance included, the tests, what was left out."""
+    """What the table's numbers are: the protocol, the variance included, the tests, the budget checks (from the
+    rows' budget_flag, budget_unchecked, generator_flag and generator_unchecked), what was left out."""
     any_run = next(iter(results.values()))[0]
     alpha = cfg.compare.alpha
     configured = [r for r in rows if r["family"] == "config"]
@@ -288,19 +256,7 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
                             if r["pairs_for_target"] else "") for r in nodiff)
         notes.append(f"What \"no detectable difference\" rules out, at {100 * power:g}% power (two-sided paired t-test at "
                      f"{level:.3g}, alpha over the family's arms, given each arm's observed spread): {said}.")
-    flagged = [r for r in configured if r.get("budget_flag")]
-    if flagged:
-        f0 = flagged[0]["budget_flag"]
-        steps = f0["steps"]
-        said = "; ".join(f"{r['arm']} (best step there for {r['budget_flag']['seeds_best_in_tail']} of "
-                         f"{r['budget_flag']['n']} seeds; best validation accuracy {100 * r['budget_flag']['gain']:+.2f} "
-                         f"points over the steps before, more than the seeds' spread {100 * r['budget_flag']['spread']:.2f} "
-                         f"and the validation set's standard error {100 * r['budget_flag']['se']:.2f})"
-                         for r in flagged)
-        notes.append(f"Budget check (budget?): still improving on real validation over the last "
-                     f"{100 * BUDGET_TAIL:g}% of the {steps} steps (after step {f0['tail_from_step']}): {said}. "
-                     f"A longer budget may change these verdicts; test it with "
-                     f"`ganaug run -c CONFIG --sweep classifier.steps={steps},{2 * steps},{4 * steps}`.")
+    notes += budget_notes(cfg, configured)
     other_seed = [x for x in stale if x.endswith("(seed not in seeds)")]
     other_config = [x for x in stale if x not in other_seed]
     if other_seed:
@@ -310,6 +266,83 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     if other_config:
         notes.append(f"Left out, made by another config: {', '.join(other_config[:8])}"
                      f"{' ...' if len(other_config) > 8 else ''}.")
+    return notes
+
+
+def _seeds(seeds: List[int]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+
+
+def _p_is(p: Optional[float]) -> str:
+    """'p = 0.012', 'p < 0.001'."""
+    text = _p(p)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
+
+
+def _budget_said(f: Dict[str, Any]) -> str:
+    """One flagged arm's numbers: seeds, mean rise, the test and its p-value."""
+    rise = f"{100 * f['gain']:+.2f} points"
+    if f["test"] == "equal":
+        return (f"{f['n']} seeds each {rise}, more than a validation reading's standard error {100 * f['se']:.2f}; "
+                f"best step in the tail for {f['seeds_best_in_tail']}")
+    test = "one-sided paired t-test over seeds" if f["test"] == "t" else "each seed's own slope, combined"
+    return (f"{f['n']} seed{'s' if f['n'] != 1 else ''}, mean rise {rise}, {test} {_p_is(f['p'])}; best step in the "
+            f"tail for {f['seeds_best_in_tail']}")
+
+
+def budget_notes(cfg: Config, configured: List[Dict[str, Any]]) -> List[str]:
+    """The budget checks' notes: classifier arms still improving at the end of their steps (budget?), seeds whose
+    curve could not be checked, and arms whose generator was still improving at its end (generator budget?)."""
+    notes = []
+    flagged = [r for r in configured if r.get("budget_flag")]
+    if flagged:
+        f0 = flagged[0]["budget_flag"]
+        steps = f0["steps"]
+        said = "; ".join(f"{r['arm']} ({_budget_said(r['budget_flag'])})" for r in flagged)
+        annealing = (" The learning rate anneals to zero over these steps (classifier.schedule: cosine), so part of a "
+                     "late rise can be the annealing's rather than the budget's: the check compares each seed with its "
+                     "own earlier readings and cannot tell the two apart; a longer budget, which anneals later, is the "
+                     "test for both." if cfg.classifier.schedule == "cosine" else "")
+        notes.append(
+            f"Budget check (budget?): still improving on real validation at the end of the budget: {said}. A seed's "
+            f"rise is the mean of its last validation readings in the last {100 * BUDGET_TAIL:g}% of the {steps} steps "
+            f"(after step {f0['tail_from_step']}) minus the mean of as many readings just before; an arm is flagged "
+            f"when its seeds' rises are above zero by a one-sided paired t-test at {BUDGET_ALPHA:g} (rises all equal: "
+            f"when they exceed a validation reading's binomial standard error; with fewer than {MIN_SEEDS_FOR_T} seeds: "
+            f"when each seed's least-squares slope over those readings, one-sided against their scatter about it (at "
+            f"least that standard error), has p below {BUDGET_ALPHA:g}^(1/seeds)).{annealing} A "
+            f"longer budget may change these verdicts; test it with "
+            f"`ganaug run -c CONFIG --sweep classifier.steps={steps},{2 * steps},{4 * steps}`.")
+    short: Dict[str, List[Tuple[str, int]]] = {}
+    for r in configured:
+        for u in r.get("budget_unchecked") or []:
+            short.setdefault(u["reason"], []).append((r["arm"], u["seed"]))
+    if short:
+        said = "; ".join(", ".join(f"{arm} {_seeds([s for a, s in who if a == arm])}" for arm in dict.fromkeys(a for a, _ in who))
+                         + f": {reason}" for reason, who in short.items())
+        notes.append(f"Budget check not possible for {said}. Those seeds are left out of it.")
+    marked = [r for r in configured if r.get("generator_flag")]
+    seen: Dict[Tuple[Any, Any], Tuple[Dict[str, Any], List[str]]] = {}
+    for r in marked:
+        for c in r["generator_flag"]["generators"]:
+            seen.setdefault((c["generator"], c["gan_seed"]), (c, []))[1].append(r["arm"])
+    for c, arms in seen.values():
+        what = "validation FID" if c["metric"] == "fid/val" else f"training loss ({c['metric']})"
+        test = ({"t": f"one-sided paired t-test over its {c['n']} GAN seeds", "equal": f"its {c['n']} GAN seeds alike",
+                 "per-run": "its least-squares slope over those readings against their scatter, one-sided"}[c["test"]])
+        notes.append(
+            f"Generator budget check (generator budget?): {', '.join(dict.fromkeys(arms))}: generator still improving: "
+            f"this verdict may be the budget's. The {what} of {c['label']} was still falling at the end of its "
+            f"training: over its last {100 * BUDGET_TAIL:g}% ({c['unit']}s after {c['tail_from']:g}) it averaged "
+            f"{c['mean_fall']:.3g} lower than over as many readings just before ({test}, {_p_is(c['p'])}, alpha "
+            f"{c['alpha']:g}). Lengthen it ({c['key']} is {c['value']:g}) and compare: `{c['command']}`.")
+    missing: Dict[str, str] = {}
+    for r in configured:
+        for c in (r.get("generator_unchecked") or []):
+            missing.setdefault(c["label"], c["unchecked"])
+    if missing:
+        notes.append("Generator budget check not possible for " + "; ".join(f"{k}: {v}" for k, v in missing.items())
+                     + ".")
     return notes
 
 
@@ -431,17 +464,24 @@ def run_compare(cfg: Config) -> str:
     if not results:
         raise StageError(f"no finished classifier runs under '{p.clf}'; run `ganaug train-clf --config ...` first")
     every = summarize(cfg, results)
-    flags = budget_flags(results)
+    evaluations = load_quality(cfg)
+    # Budgets: each arm's seeds, and each generator an arm draws fakes from, still improving at their end?
+    budgets = budget_checks(results)
+    uses_fakes = any(arm_from_dict(rs[0]["arm_config"]).uses_synthetic for rs in results.values())
+    generators = generator_checks(cfg) if uses_fakes or evaluations else {}
+    marks = generator_marks(cfg, results, generators)
     for row in every:
-        row["budget_flag"] = flags.get(row["arm"])
+        b, g = budgets.get(row["arm"]), marks.get(row["arm"]) or {}
+        row["budget_flag"] = b if b is not None and b["flag"] else None
+        row["budget_unchecked"] = b["unchecked"] if b is not None else []
+        row["generator_flag"], row["generator_unchecked"] = g.get("flag"), g.get("unchecked") or []
     rows = [r for r in every if r["family"] == "config"]
     extra_rows = [r for r in every if r["family"] == "extra"]
     counted = {r["arm"]: results[r["arm"]] for r in rows} or results
     checks = audit(cfg, results) if cfg.compare.audit else []
     sweep = sweep_points(cfg, rows)
     notes = table_notes(cfg, every, counted, stale)
-    evaluations = load_quality(cfg)
-    quality = quality_rows(cfg, evaluations, results)
+    quality = quality_rows(cfg, evaluations, results, improving=generators)
     md = render_markdown(cfg, rows, notes, checks, extra_rows, render_quality(quality, evaluations))
     out: Path = p.compare
     plots = write_plots(cfg, rows or extra_rows, counted, sweep, out)
@@ -455,7 +495,7 @@ def run_compare(cfg: Config) -> str:
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
         "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
         "rows": rows, "extra_rows": extra_rows, "notes": notes, "sweep": sweep, "audit": checks,
-        "quality": quality, "evaluations": evaluations,
+        "quality": quality, "evaluations": evaluations, "generator_budget": list(generators.values()),
         "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
     }))

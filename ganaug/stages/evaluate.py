@@ -2,20 +2,22 @@
 
 For every synthetic set (each GAN seed), overall and per class, against the real test images:
 FID, KID, precision, recall, density and coverage in the features of `evaluate.features`. The test images
-are cut in two: a reference part that every set is compared with, and a held-out part as large per class as
-the training set, whose numbers are the floor a perfect generator would reach at this sample size (FID and
-P/R are biased at small n); the fakes are a random subset of the same size per class. The real training
-images are scored too, but a domain extractor has seen them, so their row is not a floor in its features.
-Then the copy check (each fake's nearest training image, in the features and in pixels, against how close
-real test images sit to the training set) and class consistency (the domain classifier, trained on real
-training images only, labels each fake). Nothing here selects or trains anything on the test images.
+are cut in two: a reference part that every set is compared with, and a held-out part whose numbers are the
+floor a perfect generator would reach at this sample size (FID and P/R are biased at small n). The fakes, the
+floor and the real training images are scored at one size per class (the fewest of the class's training images,
+half its test images and its fakes); a class too small to hold out a floor is left out of every row and said.
+The real training images' row is not a floor in a domain extractor's features (it has seen them).
+Then the copy check (`metrics/copies.py`: each fake's nearest training image after alignment, in pixels and in
+features, over every training image, against how close real test images sit to the training set, by three
+criteria under one false-alarm rate) and class consistency (the domain classifier, trained on real training
+images only, labels each fake). Nothing here selects or trains anything on the test images.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -24,8 +26,23 @@ from ..classifiers.train import predict
 from ..config import Config, Rep
 from ..data.synthetic import load_synthetic
 from ..errors import DataError
+from ..metrics.copies import (
+    Neighbours,
+    Transform,
+    apply,
+    criteria,
+    decide,
+    describe,
+    feature_views,
+    interior,
+    max_shift,
+    mirror_allowed,
+    nearest_two,
+    pixel_views,
+    transforms,
+)
 from ..metrics.features import get_extractor, load_domain
-from ..metrics.quality import copy_share, min_images, nearest, quality
+from ..metrics.quality import min_images, quality
 from ..utils import atomic_write_json, resolve_device
 from .common import (
     EVALUATE,
@@ -70,6 +87,22 @@ def _subset(labels: torch.Tensor, per_class: List[int], gen: torch.Generator) ->
     return torch.cat(out).sort().values
 
 
+def _sizes(train_counts: List[int], test_counts: List[int], fake_counts: List[int], need: int, cap: Optional[int]
+           ) -> Tuple[List[int], bool, List[int]]:
+    """Images per class scored in every row (fakes, floor, training images), whether a floor is held out, and the
+    classes left out because their test images are too few to hold one out (k + 2 on each side)."""
+    can = [n_te // 2 >= need for n_te in test_counts]
+    if any(can):
+        n = [min(n_tr, n_te // 2, n_f) if ok else 0 for n_tr, n_te, n_f, ok in zip(train_counts, test_counts, fake_counts, can)]
+        without = [c for c, ok in enumerate(can) if not ok]
+    else:  # no floor at all: the fakes and the training images at one size, against every test image
+        n, without = [min(n_tr, n_f) for n_tr, n_f in zip(train_counts, fake_counts)], []
+    total = sum(n)
+    if cap is not None and total > cap:
+        n = [max(1, int(k * cap / total)) if k else 0 for k in n]
+    return n, any(can), without
+
+
 def _cap(labels: torch.Tensor, num_classes: int, cap: Optional[int]) -> List[int]:
     """Images per class, scaled down proportionally so the total is at most `cap`."""
     counts = torch.bincount(labels, minlength=num_classes).tolist()
@@ -103,23 +136,26 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     extractor = get_extractor(ev, device=device, domain_checkpoint=domain)
     echo(f"evaluate: {extractor.description}")
 
-    # Which images. The test set is cut in two per class: a held-out part as large as the training set's class (at
-    # most half the class), the floor's stand-in for a perfect generator, and the reference, the rest; the fakes
-    # are a random subset of the held-out part's size per class. Every set is compared with the same reference.
-    # max_images caps each set (a CPU cap for slow extractors), proportionally per class.
+    # Which images. Per class, the fakes, the real training images and a held-out part of the test set (the floor's
+    # stand-in for a perfect generator) are scored at one size, n_c = min(train, test // 2, fakes), so no row is
+    # flattered or penalised by its sample size; the reference is the rest of the test set, the same for every row.
+    # A class whose test images are too few to hold out a floor is left out of every row, and said. max_images caps
+    # each set (a CPU cap for slow extractors), proportionally per class.
     gen = torch.Generator().manual_seed(ev.seed)
     nc = len(classes)
-    train_sel = _subset(data.train.labels, _cap(data.train.labels, nc, ev.max_images), gen)
-    train_counts = torch.bincount(data.train.labels[train_sel], minlength=nc).tolist()
+    train_counts = torch.bincount(data.train.labels, minlength=nc).tolist()
     test_labels = data.test.labels
     test_counts = torch.bincount(test_labels, minlength=nc).tolist()
-    held = [min(n_tr, n_te // 2) if n_te // 2 >= need else 0 for n_tr, n_te in zip(train_counts, test_counts)]
-    held_sel = _subset(test_labels, held, gen)
+    n_per, floor, without_floor = _sizes(train_counts, test_counts, fake_counts, need, ev.max_images)
+    train_sel = _subset(data.train.labels, n_per, gen)
+    held_sel = _subset(test_labels, n_per if floor else [0] * nc, gen)
     rest = torch.ones(len(test_labels), dtype=torch.bool)
     rest[held_sel] = False
+    for c in without_floor:
+        rest[test_labels == c] = False
     pool = torch.nonzero(rest).flatten()
     ref_sel = pool[_subset(test_labels[pool], _cap(test_labels[pool], nc, ev.max_images), gen)]
-    fake_sel = _subset(fake_y, [h if h else n for h, n in zip(held, train_counts)], gen)
+    fake_sel = _subset(fake_y, n_per, gen)
     test_sel = torch.cat([ref_sel, held_sel]).sort().values
     test_images = data.test.images[test_sel]  # read once: evaluation, never selection
     test_f = extractor(test_images)
@@ -142,24 +178,25 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     overall = {kind: scores(source[kind]) for kind in kinds}
     per = {name: {kind: scores(source[kind], c) for kind in kinds} for c, name in enumerate(classes)}
 
-    # Copies: each fake's nearest training image, in pixels and in features, against real test images' own. Every
-    # fake and every training image, unless max_images caps the sets (then the ones scored above).
-    capped = ev.max_images is not None
-    cp_x, cp_y = (fake_x[fake_sel], fake_y[fake_sel]) if capped else (fake_x, fake_y)
-    train_x = data.train.images[train_sel] if capped else data.train.images
-    cp_f = feats["fake"] if capped else extractor(fake_x)
-    train_f = feats["train"] if capped else extractor(data.train.images)
-    copies: Dict[str, Any] = {}
-    for space, fake_q, test_q, ref in (("pixels", cp_x.float(), test_images.float(), train_x.float()),
-                                       ("features", cp_f, test_f, train_f)):
-        d_fake, nn_idx = nearest(fake_q, ref)
-        d_test, _ = nearest(test_q, ref)
-        per_class_share = {name: copy_share(d_fake[cp_y == c], d_test[test_labels[test_sel] == c], ev.copy_quantile)
-                           for c, name in enumerate(classes)}
-        copies[space] = {"overall": copy_share(d_fake, d_test, ev.copy_quantile), "per_class": per_class_share,
-                         "n_fakes": len(cp_y)}
-        if space == "pixels":
-            px_dist, px_idx = d_fake, nn_idx
+    # Copies: each fake's nearest training image after alignment (shifts, and mirroring where the generator's
+    # training could flip), in pixels over every fake, every training image and every test image; in features over
+    # every training image (aligned too where the extractor is the cheap domain one) and every fake, or a random
+    # max_images of them.
+    mirror = ev.copy_mirror if ev.copy_mirror is not None else mirror_allowed(cfg.gen(rep.generator))
+    shift = max_shift(ev.copy_shift, min(fake_x.shape[-2:]))
+    ts = transforms(shift, mirror)
+    f_ts = ts if extractor.name == "domain" else ts[:1]
+    cp_sel = torch.arange(len(fake_y)) if ev.max_images is None else _subset(fake_y, _cap(fake_y, nc, ev.max_images), gen)
+    views = pixel_views(data.train.images, ts, shift)
+    near = {"pixels": (nearest_two(interior(fake_x, shift), views, len(ts)),
+                       nearest_two(interior(data.test.images, shift), views, len(ts))),
+            "features": (nearest_two(extractor(fake_x[cp_sel]), feature_views(data.train.images, f_ts, extractor), len(f_ts)),
+                         nearest_two(test_f, feature_views(data.train.images, f_ts, extractor), len(f_ts)))}
+    ys = {"pixels": (fake_y, test_labels), "features": (fake_y[cp_sel], test_labels[test_sel])}
+    spaces = {space: criteria(nf, ys[space][0], nt, ys[space][1], classes, ev.copy_quantile, ev.copy_ratio)
+              | {"n_train": len(data.train.labels), "transforms": len(ts if space == "pixels" else f_ts)}
+              for space, (nf, nt) in near.items()}
+    copies: Dict[str, Any] = {**spaces, **decide(spaces, ev.copy_alpha), "shift": shift, "mirror": mirror}
 
     # Class consistency: the domain classifier (real training images only) labels every fake.
     clf, ck = load_domain(domain, device)
@@ -174,19 +211,21 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
         "features_description": extractor.description, "overall": overall, "per_class": per,
         "copies": copies, "class_consistency": consistency,
         "n": {"fake": len(fake_sel), "train": len(train_sel), "test": len(test_sel), "reference": len(ref_sel),
-              "held_out": len(held_sel), "fake_all": len(fake_y)},
+              "held_out": len(held_sel), "fake_all": len(fake_y), "per_class": dict(zip(classes, n_per)),
+              "classes_without_floor": [classes[c] for c in without_floor]},
         "seconds": None,
         "filter": _filter_of(p.samples(rep)),
     }
     with building(folder) as out:
-        _closest_pairs(cp_x, train_x, px_dist, px_idx, out / "closest.png", ev.closest_pairs)
+        _closest_pairs(fake_x, data.train.images, near["pixels"][0], ts, out / "closest.png", ev.closest_pairs)
         result["seconds"] = round(time.time() - started, 2)
         atomic_write_json(out / RESULT, result)
         write_record(out, "evaluate", fp, config, started, {"features": extractor.name})
     o, floor = overall["fake"], overall["floor"]
     said = (f"FID {o['fid']:.2f}" + (f" (floor {floor['fid']:.2f})" if floor else " (too few test images for a floor)")
             + f", precision {o['precision']:.3f}, recall {o['recall']:.3f}; " if o else "too few images for FID; ")
-    echo(f"evaluate: {extractor.name} {said}copies {100 * copies['pixels']['overall']['share']:.1f}% (pixels); class "
+    flagged = f" COPIES? ({', '.join(copies['fired'][:3])}{' ...' if len(copies['fired']) > 3 else ''})" if copies["flag"] else ""
+    echo(f"evaluate: {extractor.name} {said}copies (pixels) {describe(copies['pixels'])}{flagged}; class "
          f"consistency {100 * consistency['overall']:.1f}% in {time.time() - started:.0f}s -> {folder}")
     return folder / RESULT
 
@@ -197,11 +236,13 @@ def _filter_of(folder: Path) -> Optional[Dict[str, Any]]:
     return rec.get("filter")
 
 
-def _closest_pairs(fakes: torch.Tensor, train: torch.Tensor, dist: torch.Tensor, idx: torch.Tensor, path: Path,
+def _closest_pairs(fakes: torch.Tensor, train: torch.Tensor, near: Neighbours, ts: List[Transform], path: Path,
                    k: int) -> None:
-    """The k fakes nearest (in pixels) to a training image, each beside that training image: a two-column grid."""
+    """The k fakes nearest (in pixels, after alignment) to a training image, each beside that training image as it
+    matched (shifted or mirrored): a two-column grid."""
     from torchvision.utils import save_image
 
-    order = torch.argsort(dist)[:k]
-    tiles = torch.stack([t for i in order.tolist() for t in (fakes[i], train[idx[i]])]).float() / 255.0
-    save_image(tiles, path, nrow=2, padding=1, pad_value=1.0)
+    order = torch.argsort(near.d1)[:k]
+    tiles = torch.stack([t for i in order.tolist()
+                         for t in (fakes[i], apply(train[int(near.index[i])][None], ts[int(near.transform[i])])[0])])
+    save_image(tiles.float() / 255.0, path, nrow=2, padding=1, pad_value=1.0)

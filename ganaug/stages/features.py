@@ -19,7 +19,7 @@ from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier
 from ..classifiers.train import predict
 from ..config import Config, to_dict
-from ..data.images import to_float
+from ..data.images import image_hashes, to_float
 from ..data.mixing import EpochSampler
 from ..utils import Stats, atomic_write_json, preserve_rng, resolve_device, seed_everything
 from .common import (
@@ -72,11 +72,14 @@ def _domain_checkpoint(cfg: Config, force: bool) -> Path:
 
     with building(folder) as out:
         # Train on the training images alone, a fixed number of steps: no selection, so no validation image is used.
+        # The images the loop draws from are hashed here, for the audit: what it trained on, not what it was meant to.
+        images, labels = data.train.images, data.train.labels
+        seen = trained_on(image_hashes(images), manifest, "stages.features (the domain extractor's loop)")
         stats = Stats(out / "metrics.jsonl")
         model.train()
         for step in range(1, d.steps + 1):
             idx = sampler.next(d.batch_size)
-            x, y = to_float(data.train.images[idx]).to(device), data.train.labels[idx].to(device)
+            x, y = to_float(images[idx]).to(device), labels[idx].to(device)
             loss = F.cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -87,7 +90,6 @@ def _domain_checkpoint(cfg: Config, force: bool) -> Path:
                 stats.tick(step=step)
         # For context only (it selects nothing): how well it tells the real validation images' classes apart.
         val_acc = float((predict(model, data.val.images, device=device, amp_dtype=None) == data.val.labels).float().mean())
-        seen = trained_on(data, manifest)
         save_checkpoint(out / CHECKPOINT, {
             "kind": "classifier", "name": "small-cnn", "kwargs": kwargs, "state_dict": cpu_state(model), "optimizer": {},
             "step": d.steps, "rng": {}, "config": to_dict(cfg), "data_fingerprint": manifest["fingerprint"],

@@ -12,15 +12,23 @@ and training starts over.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import shutil
 import time
+import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, List
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
 
 from ..checkpoint import save_checkpoint
 from ..config import Config, Rep, to_dict
+from ..data.images import image_hashes
 from ..gans.official import check_repo, official_resolution, require_training_env, run_official_training, write_dataset_zip
 from ..plots import plot_gan_metrics
 from ..utils import atomic_write_json, file_sha256, read_jsonl
@@ -82,6 +90,8 @@ def train_official(cfg: Config, rep: Rep, force: bool, progress: bool) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_json(work / STATE_FILE, {"fingerprint": fp, "config": config})
     data_zip = write_dataset_zip(data.train.images, data.train.labels, work / "dataset.zip")
+    # What train.py will read, hashed from the zip as written (for the audit), before it starts.
+    handed = zip_hashes(data_zip, data.train.images)
     side = official_resolution(h)
     echo(f"train-gan: official stylegan2-ada (cfg {g.preset or 'auto'}) seed {seed} on {n} images ({c}x{h}x{w}"
          f"{f', trained at {side}x{side}' if side != h else ''}), {total_kimg} kimg, augment {g.augment or 'none'}, "
@@ -126,8 +136,8 @@ def train_official(cfg: Config, rep: Rep, force: bool, progress: bool) -> Path:
             "stage_config": config,
             "pkl_sha256": file_sha256(out / "network-final.pkl"),
         })
-        # What the GAN saw, image by image, for the protocol audit in `compare`.
-        atomic_write_json(out / TRAINED_ON, trained_on(data, manifest))
+        # What the GAN saw, image by image (the dataset zip's images), for the protocol audit in `compare`.
+        atomic_write_json(out / TRAINED_ON, trained_on(handed, manifest, "stages.official (the dataset zip)"))
         plot_gan_metrics(rows, out / "training.png", title=f"{g.name} (official) seed {seed}: losses and D outputs")
         write_record(out, "gan", fp, config, started, {"steps": step, "kimg": result.kimg, "seed": seed,
                                                        "impl": "official",
@@ -140,6 +150,36 @@ def train_official(cfg: Config, rep: Rep, force: bool, progress: bool) -> Path:
     echo(f"train-gan: {result.kimg:g} kimg in {time.time() - started:.0f}s{'; last tick ' + stats if stats else ''} "
          f"-> {p.gan_checkpoint(rep)}")
     return p.gan_checkpoint(rep)
+
+
+def zip_hashes(data_zip: Path, images: torch.Tensor, chunk: int = 1024) -> List[str]:
+    """The content hash of each image the official train.py reads from `data_zip` (dataset.json's order), for the
+    audit: its PNGs decoded and hashed. Where the zip holds them upscaled (a side that is not a power of two), an
+    image that is exactly the upscale of the image handed to the zip at its place gets that image's hash (the
+    split's hashes are at the data's side); any other gets its own, as decoded, which is in no part of the split."""
+    side = int(images.shape[-1])
+    out: List[str] = []
+    with zipfile.ZipFile(data_zip) as zf:
+        names = [name for name, _ in json.loads(zf.read("dataset.json"))["labels"]]
+        for start in range(0, len(names), chunk):
+            decoded = torch.stack([_decode_png(zf.read(name)) for name in names[start:start + chunk]])
+            if decoded.shape[-1] == side:
+                out += image_hashes(decoded)
+                continue
+            handed = images[start:start + len(decoded)]
+            # As write_dataset_zip scales them up: the same chunks, the same interpolation.
+            upscaled = F.interpolate(handed.float(), size=decoded.shape[-2:], mode="bilinear", align_corners=False,
+                                     antialias=True).round_().clamp_(0, 255).to(torch.uint8)
+            handed_h = image_hashes(handed)
+            for i, (img, h) in enumerate(zip(decoded, image_hashes(decoded))):
+                out.append(handed_h[i] if i < len(handed) and torch.equal(img, upscaled[i]) else h)
+    return out
+
+
+def _decode_png(data: bytes) -> torch.Tensor:
+    """One PNG of the dataset zip -> uint8 (C, H, W)."""
+    arr = np.array(Image.open(io.BytesIO(data)))
+    return torch.from_numpy(np.ascontiguousarray(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)))
 
 
 def _read_json(path: Path) -> dict:

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..config import Config, Rep
+from .budget import BUDGET_TAIL, generator_checks
 from .common import EVALUATE, paths, up_to_date
 
 QUALITY_COLUMNS = ["set", "gan_seed", "features", "n_fake", "n_real", "fid", "kid", "kid_std", "kid_subset_size",
@@ -36,8 +37,14 @@ def load_quality(cfg: Config) -> List[Dict[str, Any]]:
 
 
 def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
-                 results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
-    """One row per synthetic set, then the real-training-set floor (from the first evaluation: it is the same)."""
+                 results: Dict[str, List[Dict[str, Any]]],
+                 improving: Optional[Dict[Rep, Dict[str, Any]]] = None) -> List[Dict[str, Any]]:
+    """One row per synthetic set, then the real-training-set floor (from the first evaluation: it is the same).
+
+    `still_improving`: the set's generator's budget check when it was still improving at its end (`improving`:
+    `budget.generator_checks`, computed here when not given), else None."""
+    if improving is None:
+        improving = generator_checks(cfg, [Rep(e.get("generator"), e["gan_seed"]) for e in evaluations]) if evaluations else {}
     cas: Dict[Optional[str], List[float]] = {}
     real_acc: List[float] = []
     for runs in results.values():
@@ -58,10 +65,11 @@ def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
                                                                  "recall", "density", "coverage")},
                      "copies_pixels": e["copies"]["pixels"]["overall"]["share"],
                      "copies_features": e["copies"]["features"]["overall"]["share"],
-                     "copy_flag": e["copies"]["pixels"]["overall"]["flag"] or e["copies"]["features"]["overall"]["flag"],
+                     **copy_columns(e["copies"]),
                      "class_consistency": e["class_consistency"]["overall"],
                      "cas": float(np.mean(cas[e["synthetic_set"]])) if cas.get(e["synthetic_set"]) else None,
-                     "kept": (e.get("filter") or {}).get("rate_total"), "floor": False})
+                     "kept": (e.get("filter") or {}).get("rate_total"), "floor": False,
+                     "still_improving": _improving(improving, Rep(e.get("generator"), e["gan_seed"]))})
     if evaluations:
         e = evaluations[0]
         for kind, label in (("floor", "real held-out images (the floor)"), ("train", "real training images")):
@@ -71,14 +79,45 @@ def quality_rows(cfg: Config, evaluations: List[Dict[str, Any]],
             rows.append({"set": label, "gan_seed": None, "features": e["features"], "n_fake": f["n_fake"],
                          "n_real": f["n_real"], **{k: f[k] for k in ("fid", "kid", "kid_std", "kid_subset_size", "precision",
                                                                      "recall", "density", "coverage")},
-                         "copies_pixels": None, "copies_features": None, "copy_flag": False,
+                         "copies_pixels": None, "copies_features": None, "copy_flag": False, "copy_fired": [],
+                         "copy_classes": [], "copies_ratio": None,
                          "class_consistency": e["class_consistency"]["reference_val_accuracy"] if kind == "floor" else None,
                          "cas": (float(np.mean(real_acc)) if real_acc else None) if kind == "floor" else None, "floor": True})
     return rows
 
 
+def copy_columns(copies: Dict[str, Any]) -> Dict[str, Any]:
+    """The copy check's flag, what fired it and the flagged classes (an evaluation made before the flag was a
+    corrected test reads its old per-space flags)."""
+    if "flag" not in copies:
+        return {"copy_flag": copies["pixels"]["overall"]["flag"] or copies["features"]["overall"]["flag"],
+                "copy_fired": [], "copy_classes": [], "copies_ratio": None}
+    classes = sorted({c for space in ("pixels", "features") for c in copies[space].get("flagged_classes", [])})
+    return {"copy_flag": copies["flag"], "copy_fired": copies["fired"], "copy_classes": classes,
+            "copies_ratio": copies["pixels"]["ratio"]["share"]}
+
+
 def _f(v: Optional[float], fmt: str = "{:.3f}") -> str:
     return "-" if v is None else fmt.format(v)
+
+
+def _improving(checks: Dict[Rep, Dict[str, Any]], rep: Rep) -> Optional[Dict[str, Any]]:
+    c = checks.get(rep)
+    return c if c is not None and c["flag"] else None
+
+
+def _improving_note(rows: List[Dict[str, Any]]) -> str:
+    """What 'still improving' beside an FID means, and the key that lengthens each such generator."""
+    marked = [r for r in rows if r.get("still_improving")]
+    if not marked:
+        return ""
+    said = "; ".join(dict.fromkeys(f"{c['label']}: its {'validation FID' if c['metric'] == 'fid/val' else c['metric']}, "
+                                   f"p = {c['p']:.3g}" + f"; lengthen it with `{c['command']}`"
+                                   for c in (r["still_improving"] for r in marked)))
+    return (f" Still improving: the generator's validation FID (the VAE's and diffusion model's training loss when no FID "
+            f"was computed) over its last {100 * BUDGET_TAIL:g}% of training was lower than over as many readings just "
+            f"before, beyond its own runs' noise (one-sided paired t-test over its GAN seeds, or with fewer than 3 its "
+            f"slope against its readings' scatter): its fakes, and the arms that use them, may be the budget's ({said}).")
 
 
 def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]) -> List[str]:
@@ -87,25 +126,31 @@ def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]
         return []
     e = next(x for x in evaluations if x["overall"]["fake"] is not None)
     filtered = any(r.get("kept") is not None for r in rows)
-    head = ["synthetic set", "FID", "KID x 1000", "precision", "recall", "density", "coverage", "copies (pixels)",
+    head = ["synthetic set", "n", "FID", "KID x 1000", "precision", "recall", "density", "coverage", "copies (pixels)",
             "copies (features)", "class consistency %", "CAS %"] + (["filter kept %"] if filtered else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for r in rows:
         name = r["set"] + rep_tag(Rep(r.get("generator"), r["gan_seed"]), r.get("family"))
         copies = [_f(r["copies_pixels"], "{:.1%}"), _f(r["copies_features"], "{:.1%}")]
         if r["copy_flag"]:
-            copies[0] += " COPIES?"
-        lines.append("| " + " | ".join([name, f"{r['fid']:.2f}", f"{1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f}",
+            named = r.get("copy_classes") or []
+            copies[0] += " COPIES?" + (f" (classes {', '.join(named[:4])}{' ...' if len(named) > 4 else ''})" if named else "")
+        fid = f"{r['fid']:.2f}" + (" still improving" if r.get("still_improving") else "")
+        lines.append("| " + " | ".join([name, str(r["n_fake"]), fid, f"{1000 * r['kid']:.2f} ± {1000 * r['kid_std']:.2f}",
                                         _f(r["precision"]), _f(r["recall"]), _f(r["density"]), _f(r["coverage"]), *copies,
                                         _f(r["class_consistency"], "{:.1%}").rstrip("%"),
                                         _f(r["cas"], "{:.2%}").rstrip("%")]
                                 + ([_f(r.get("kept"), "{:.1%}").rstrip("%")] if filtered else [])) + " |")
     q = e["copies"]["pixels"]["overall"]["quantile"]
+    cp = e["copies"]
     o = e["overall"]["fake"]
     domain = e["features"] == "domain"
     notes = [
-        f"Sample quality in {e['features_description']}: each set's fakes (a random {o['n_fake']}, as many per class as "
-        f"the real training set) against {o['n_real']} real test images (the reference). "
+        f"Sample quality in {e['features_description']}: each row scores n images (the fakes a random {o['n_fake']}), as "
+        "many per class in every row (the fewest of the class's training images, half its test images and its fakes), "
+        f"against {o['n_real']} other real test images (the reference). "
+        + (f"Left out of every row, their test images too few to hold out a floor: {', '.join(e['n']['classes_without_floor'])}. "
+           if e["n"].get("classes_without_floor") else "")
         + (f"The floor is {e['n']['held_out']} other real test images against the same reference: what a perfect generator "
            "would reach at this sample size (FID, KID and precision/recall are biased at small n). " if e["overall"]["floor"]
            else "The test set is too small to hold out a floor beside the reference (it needs k + 2 images per class on "
@@ -116,14 +161,23 @@ def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]
         + f"KID is the unbiased MMD with the cubic kernel, over "
         f"{o['kid_subsets']} subsets of {o['kid_subset_size']}; precision/recall with k = {o['k_pr']} "
         f"(Kynkaanniemi et al. 2019), density/coverage with k = {o['k_dc']} (Naeem et al. 2020).",
-        f"Copies: the share of all fakes nearer to a training image than all but {q:.0%} of the real test images are "
-        f"(so about {q:.0%} for a generator that does not copy; COPIES? when it is well above). Class consistency: the "
+        f"Copies: each fake's nearest training image after alignment (shifts of up to {cp.get('shift', 0)} pixels"
+        + (", mirrored too" if cp.get("mirror") else "") + "), over every training image; the columns give the share of "
+        f"fakes nearer to it than all but {q:.0%} of the real test images are (so about {q:.0%} for a generator that does "
+        "not copy). COPIES? when any of the field's criteria says so after Holm's correction over the criteria, spaces and "
+        f"classes (false-alarm rate at most {cp.get('alpha', 0.05):g}): that share (beta-binomial test), Gu et al.'s ratio "
+        "test (nearest training image nearer than 1/3 of the second nearest, against the test images' own share) and "
+        "Meehan et al.'s C_T (per class, the fakes' distances against the test images'); the flagged classes are named. "
+        + "".join(f"{r['set']}{rep_tag(Rep(r.get('generator'), r['gan_seed']), r.get('family'))}: "
+                  f"{'; '.join(r['copy_fired'][:6])}. " for r in rows if r.get("copy_fired"))
+        + "Class consistency: the "
         "share of fakes that the domain classifier (trained on the real training images only) labels as their class; "
         "in the floor's row, that classifier's accuracy on the real validation images. CAS: test accuracy of the "
         "classifier trained on that set alone (the synthetic arm); for the floor, of the baseline arm."
         + (" Filter kept: the share of drawn fakes the domain classifier gave their class with at least "
            "sample.filter.min_confidence (per class in the set's samples/stage.json); a filtered set's class "
-           "consistency is high by construction (the same classifier chose it)." if filtered else ""),
+           "consistency is high by construction (the same classifier chose it)." if filtered else "")
+        + _improving_note(rows),
     ]
     return ["Sample quality of each synthetic set:", ""] + lines + [""] + notes
 

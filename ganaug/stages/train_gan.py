@@ -158,8 +158,9 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
             "rng": rng_state(),
             "selection": selection,
         })
-        # What the GAN saw, image by image, and what chose its snapshot, for the protocol audit in `compare`.
-        atomic_write_json(out / TRAINED_ON, trained_on(data, manifest))
+        # What the GAN saw, image by image (hashed where its loop was handed them), and what chose its snapshot,
+        # for the protocol audit in `compare`.
+        atomic_write_json(out / TRAINED_ON, trained_on(result["trained_hashes"], manifest, "gans.train_generator"))
         if g.select == "best-fid":
             atomic_write_json(out / SELECTION, selection)
         plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
