@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -55,6 +54,7 @@ def main() -> int:
     ap.add_argument("--share", type=float, default=0.05, help="share of each class's fakes copied verbatim")
     args = ap.parse_args()
 
+    from ganaug.cli import main as main_cli
     from ganaug.config import load_config
     from ganaug.data.synthetic import read_synthetic
     from ganaug.stages.common import load_split_data
@@ -89,11 +89,7 @@ def main() -> int:
             shutil.copytree(root, run, ignore=shutil.ignore_patterns("clf", "compare", "logs", "*.lock"))
             if kind is not None:
                 rewrite(run / "samples", from_train(kind))
-            r = subprocess.run([sys.executable, "-m", "ganaug.cli", "evaluate", "-c", args.config, "--set",
-                                f"out_dir={run}", "--force"], capture_output=True, text=True)
-            if r.returncode != 0:
-                print(r.stdout + r.stderr, file=sys.stderr)
-                return 1
+            main_cli(["evaluate", "-c", args.config, "--set", f"out_dir={run}", "--force"], standalone_mode=False)
             q = json.loads((run / "evaluate" / "quality.json").read_text())
         cp = q["copies"]
         print(f"\n{title}: {'FLAGGED' if cp['flag'] else 'not flagged'} "
