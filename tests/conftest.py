@@ -79,6 +79,20 @@ def write_yaml(path: Path, data: Dict[str, Any]) -> Path:
     return path
 
 
+def finished_run(tmp: Path, arms: Any) -> Path:
+    """A finished tiny run with a GAN over three seeds and 40-step classifiers evaluated every 10 steps; its config."""
+    from ganaug.config import load_config
+    from ganaug.stages import run_all
+
+    folder = make_folder(tmp / "images", per_class=24)
+    data = tiny_config(tmp, folder, arms=arms, seeds=[0, 1, 2], gan={"epochs": 1},
+                       split={"n_per_class": 6, "val_per_class": 4},
+                       classifier={"steps": 40, "batch_size": 16, "width": 8, "lr": 0.005, "eval_every": 10})
+    path = write_yaml(tmp / "cfg.yaml", data)
+    run_all(load_config(path), progress=False)
+    return path
+
+
 @pytest.fixture
 def config_file(tmp_path: Path, image_folder: Path) -> Path:
     return write_yaml(tmp_path / "tiny.yaml", tiny_config(tmp_path, image_folder))

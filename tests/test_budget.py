@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from ganaug.config import Rep, load_config
-from ganaug.stages import run_all, run_compare
+from ganaug.stages import run_compare
 from ganaug.stages.common import paths
 
-from .conftest import make_folder, tiny_config, write_yaml
+from .conftest import finished_run, make_folder, tiny_config, write_yaml
 
 VAL_N = 500  # a validation set of 500 images: a reading's binomial standard error is about 1.8 points at 80%
 READINGS = 30  # one validation reading every 100 steps of 3,000: the last 20% holds 6 of them
@@ -189,14 +189,7 @@ ARMS = [{"name": "real", "data": "real"}, {"name": "mixed-0.5", "data": "mixed",
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run with a GAN: a real arm and a mixed one, three seeds, the quality table."""
-    tmp = tmp_path_factory.mktemp("budget")
-    folder = make_folder(tmp / "images", per_class=24)
-    data = tiny_config(tmp, folder, arms=ARMS, seeds=[0, 1, 2], gan={"epochs": 1},
-                       split={"n_per_class": 6, "val_per_class": 4},
-                       classifier={"steps": 40, "batch_size": 16, "width": 8, "lr": 0.005, "eval_every": 10})
-    path = write_yaml(tmp / "cfg.yaml", data)
-    run_all(load_config(path), progress=False)
-    return path
+    return finished_run(tmp_path_factory.mktemp("budget"), ARMS)
 
 
 def _copy(config: Path, tmp_path: Path) -> Path:

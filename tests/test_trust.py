@@ -13,12 +13,12 @@ import torch
 
 from ganaug.config import load_config
 from ganaug.errors import ConfigError
-from ganaug.stages import run_all, run_compare, run_split, run_train_clf
+from ganaug.stages import run_compare, run_split, run_train_clf
 from ganaug.stages import train_clf as clf_stage
 from ganaug.stages.common import GAN, SAMPLES, stage_fingerprint
 from ganaug.utils import file_sha256
 
-from .conftest import invoke, make_folder, tiny_config, write_yaml
+from .conftest import finished_run, invoke, write_yaml
 
 ARMS = [{"name": "real", "data": "real"}, {"name": "real-aug", "data": "real", "augment": "classic"},
         {"name": "mixed-0.5", "data": "mixed", "mix": {"p_real": 0.5}}]
@@ -27,14 +27,7 @@ ARMS = [{"name": "real", "data": "real"}, {"name": "real-aug", "data": "real", "
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished run: three arms, three seeds."""
-    tmp = tmp_path_factory.mktemp("trust")
-    folder = make_folder(tmp / "images", per_class=24)
-    data = tiny_config(tmp, folder, arms=ARMS, seeds=[0, 1, 2], gan={"epochs": 1},
-                       split={"n_per_class": 6, "val_per_class": 4},
-                       classifier={"steps": 40, "batch_size": 16, "width": 8, "lr": 0.005, "eval_every": 10})
-    path = write_yaml(tmp / "cfg.yaml", data)
-    run_all(load_config(path), progress=False)
-    return path
+    return finished_run(tmp_path_factory.mktemp("trust"), ARMS)
 
 
 def _copy(config: Path, tmp_path: Path) -> Path:

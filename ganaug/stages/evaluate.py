@@ -188,10 +188,11 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     f_ts = ts if extractor.name == "domain" else ts[:1]
     cp_sel = torch.arange(len(fake_y)) if ev.max_images is None else _subset(fake_y, _cap(fake_y, nc, ev.max_images), gen)
     views = pixel_views(data.train.images, ts, shift)
+    f_views = feature_views(data.train.images, f_ts, extractor)  # the training images' features, extracted once
     near = {"pixels": (nearest_two(interior(fake_x, shift), views, len(ts)),
                        nearest_two(interior(data.test.images, shift), views, len(ts))),
-            "features": (nearest_two(extractor(fake_x[cp_sel]), feature_views(data.train.images, f_ts, extractor), len(f_ts)),
-                         nearest_two(test_f, feature_views(data.train.images, f_ts, extractor), len(f_ts)))}
+            "features": (nearest_two(extractor(fake_x[cp_sel]), f_views, len(f_ts)),
+                         nearest_two(test_f, f_views, len(f_ts)))}
     ys = {"pixels": (fake_y, test_labels), "features": (fake_y[cp_sel], test_labels[test_sel])}
     spaces = {space: criteria(nf, ys[space][0], nt, ys[space][1], classes, ev.copy_quantile, ev.copy_ratio)
               | {"n_train": len(data.train.labels), "transforms": len(ts if space == "pixels" else f_ts)}
