@@ -13,6 +13,7 @@ Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op, and tra
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import os
 from typing import Any, Callable, List, Optional
@@ -89,6 +90,15 @@ def init(device: str = "auto") -> None:
     else:
         backend = "gloo"
     dist.init_process_group(backend)
+    atexit.register(finish)
+
+
+def finish() -> None:
+    """Leave the process group (registered by `init` to run at exit). A process that exits with the group still up
+    can abort in its teardown ("terminate called without an active exception"). No barrier: a rank leaving on an
+    error must not wait for the others."""
+    if active():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:
