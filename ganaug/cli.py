@@ -102,9 +102,13 @@ def _config_options(f: Callable) -> Callable:
     @click.option("--dry-run", is_flag=True, help="Print the resolved config and the plan, then exit.")
     @click.option("--force", is_flag=True, help="Redo stages whose outputs exist (even from another config).")
     @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+    @click.option("--quiet", "-q", is_flag=True, help="No progress bars or lines (for logs): warnings, errors and the table only.")
     @functools.wraps(f)
     def wrapper(config_path: str, overrides: Tuple[str, ...], sweep: Optional[str], dry_run: bool, force: bool,
-                progress: Optional[bool], **kwargs: Any) -> None:
+                progress: Optional[bool], quiet: bool, **kwargs: Any) -> None:
+        if quiet:
+            os.environ["GANAUG_QUIET"] = "1"  # read by stages.common.quiet(), here and in every worker
+            progress = False
         if sweep is not None:
             key, sep, spec = sweep.partition("=")
             if not sep or not key.strip() or not spec.strip():

@@ -40,8 +40,16 @@ TRAINED_ON = "trained_on.json"  # beside a GAN (and the domain extractor): the c
 SELECTION = "selection.json"  # beside a GAN checkpoint chosen by validation FID: the epochs kept, the images used
 
 
+def quiet() -> bool:
+    """`--quiet` (or GANAUG_QUIET=1, which workers inherit): progress lines and bars are off; warnings, errors and
+    the table stay."""
+    return os.environ.get("GANAUG_QUIET", "") not in ("", "0")
+
+
 def echo(msg: str) -> None:
-    """Progress lines for people go to stderr; tables go to stdout."""
+    """Progress lines for people go to stderr; tables go to stdout. A warning prints even under --quiet."""
+    if quiet() and not msg.lstrip().lower().startswith("warning"):
+        return
     print(msg, file=sys.stderr, flush=True)
 
 
