@@ -320,6 +320,8 @@ class Config:
     name: str = "experiment"
     out_dir: str = "runs/experiment"
     device: str = "auto"  # auto (cuda > mps > cpu), cpu, cuda, cuda:N, mps
+    reproducible: Literal["default", "strict"] = "default"  # strict: x86 CPU math pinned to AVX2 (ATen, oneDNN,
+    #   oneMKL) so CPUs of different generations print the same table; never part of a fingerprint (provenance.py)
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     gan: GeneratorConfig = field(default_factory=default_gan)
@@ -339,6 +341,8 @@ class Config:
     # Not a YAML key: the run folder whose split, GAN and samples this one reads (a sub-experiment of a sweep
     # over a classifier key shares its parent's, since their fingerprints are the same).
     upstream_dir: Optional[str] = field(default=None, metadata={"internal": True})
+    # Not a YAML key: the file this config was read from, so messages can name the command to run next.
+    config_path: Optional[str] = field(default=None, metadata={"internal": True})
 
     @property
     def all_arms(self) -> List[ArmConfig]:
@@ -562,8 +566,8 @@ class _Coerce:
         self.where = where  # key -> where it was set (file or --set), for messages
 
     def _origin(self, key: str) -> str:
-        for k, src in self.where.items():
-            if key == k or key.startswith(k + ".") or key.startswith(k + "["):
+        for k, src in self.where.items():  # set at this key, above it, or (an unknown key) below it by --set
+            if k and (key == k or key.startswith(k + ".") or key.startswith(k + "[") or k.startswith(key + ".")):
                 return f" (from {src})"
         return f" (in {self.where['']})" if "" in self.where else ""
 
@@ -627,7 +631,8 @@ class _Coerce:
         if origin in (list, List):
             (item_tp,) = typing.get_args(tp)
             if not isinstance(v, (list, tuple)):
-                raise self.fail(key, f"must be a list, got {v!r}")
+                hint = f"; write a list in brackets: [{v}]" if isinstance(v, str) and "," in v else ""
+                raise self.fail(key, f"must be a list, got {v!r}{hint}")
             return [self.value(item_tp, x, _join(key, i)) for i, x in enumerate(v)]
         if origin in (dict, Dict):
             _, item_tp = typing.get_args(tp)
@@ -848,6 +853,7 @@ def load_config(path: Optional[Union[str, Path]] = None, overrides: Sequence[str
         where[_key_text(keypath)] = f"--set {text}"
     cfg = _Coerce(where).dataclass(Config, data, "")
     validate(cfg)
+    cfg.config_path = str(path) if path is not None else None
     return cfg
 
 
@@ -912,6 +918,7 @@ def validate(cfg: Config) -> None:
     _need("\x00" not in cfg.out_dir, "out_dir", f"must be a folder path, and {cfg.out_dir!r} holds a NUL character; "
           "remove it")
     _need(bool(_DEVICE.match(cfg.device)), "device", f"must be auto, cpu, cuda, cuda:N or mps, got {cfg.device!r}")
+    _need(cfg.reproducible in ("default", "strict"), "reproducible", f"must be default or strict, got {cfg.reproducible!r}")
 
     d = cfg.data
     DATASETS.check(d.source, "config key 'data.source'")

@@ -226,8 +226,15 @@ def plot_val_curves(curves: Dict[str, List[List[Tuple[int, float]]]], path: Path
 # Confusion matrices.
 
 
-def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
-    """One row-normalised (%) confusion-matrix heatmap per arm, up to 4 per row, sharing a colour scale."""
+# Confusion-matrix panels: wide enough for their numbers to be read, few enough per row for the figure to be shown at
+# about its own size in a report (1,250 px at DPI 110: a 1280-px window's column) and no less than 0.6 of it at 800 px.
+CONFUSION_MAX_WIDTH = 11.3  # inches
+CONFUSION_NUMBER_PT = {5: 12.0, 10: 10.0}  # cell numbers' size by the most classes it serves; none above 10 classes
+
+
+def confusions_figure(mats: Dict[str, Any], classes: Sequence[str], seeds: Optional[Dict[str, int]] = None) -> Figure:
+    """One row-normalised (%) confusion-matrix heatmap per arm, sharing a colour scale. `mats` may be sums over seeds:
+    `seeds` (arm -> how many) makes each panel's n the test images per seed, and says so."""
     k = len(classes)
     arms = list(mats)
     counts = {}
@@ -237,17 +244,18 @@ def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
             raise ValueError(f"confusion matrix for arm '{arm}' has shape {m.shape}, expected ({k}, {k}) for {k} classes")
         counts[arm] = m
 
-    ncols = max(1, min(4, len(arms)))
+    panel = 2.6 + 0.19 * min(k, 10)  # inches per heatmap: room for k labels and k*k numbers
+    ncols = max(1, min(len(arms), int((CONFUSION_MAX_WIDTH - 1.0) // panel)))
     nrows = max(1, math.ceil(len(arms) / ncols))
-    panel = min(4.0, 2.0 + 0.16 * min(k, 20))  # inches per heatmap: room for k labels and k*k numbers
-    fig = _new_figure(min(13.0, max(6.0, ncols * panel + 1.0)), nrows * panel + 0.6)
+    fig = _new_figure(max(6.0, ncols * panel + 1.0), nrows * panel + 0.6)
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     if not arms:
         _empty(axes[0], "no confusion matrices")
         return fig
 
     cmap = colormaps["Blues"].with_extremes(bad="0.85")
-    tick_size, cell_size = max(6.0, 9.0 - 0.2 * k), max(5.5, 9.0 - 0.35 * k)
+    tick_size = 9.0 if k <= 10 else max(6.0, 9.0 - 0.2 * (k - 10))
+    cell_size = next((pt for most, pt in CONFUSION_NUMBER_PT.items() if k <= most), None)
     image = None
     for i, (ax, arm) in enumerate(zip(axes, arms)):
         m = counts[arm]
@@ -258,7 +266,9 @@ def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
         image = ax.imshow(pct, cmap=cmap, vmin=0.0, vmax=100.0, interpolation="nearest")
         n = int(m.sum())
         acc = f", acc {100.0 * np.trace(m) / n:.1f}%" if n else ""
-        ax.set_title(f"{arm} (n={n}{acc})", fontsize="small")
+        s = (seeds or {}).get(arm)
+        size = f"n={n}" if not s else (f"n={n // s} per seed, {s} seeds" if n % s == 0 else f"n={n} over {s} seeds")
+        ax.set_title(f"{arm} ({size}{acc})", fontsize=10)
         row, col = divmod(i, ncols)
         if k <= 20:
             ax.set_xticks(range(k))
@@ -273,7 +283,7 @@ def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
             ax.set_ylabel("true class")
         if row == nrows - 1 or i + ncols >= len(arms):
             ax.set_xlabel("predicted class")
-        if k <= 10:
+        if cell_size is not None:
             for (r, c), v in np.ndenumerate(pct):
                 if np.isfinite(v):
                     ax.text(c, r, f"{v:.0f}", ha="center", va="center", fontsize=cell_size,
@@ -281,13 +291,16 @@ def confusions_figure(mats: Dict[str, Any], classes: Sequence[str]) -> Figure:
     for ax in axes[len(arms):]:
         ax.set_visible(False)
     fig.colorbar(image, ax=list(axes[:len(arms)]), shrink=0.8, label="% of true class")
-    fig.suptitle("Confusion matrices (test set, summed over seeds, row-normalised %)")
+    n_seeds = set((seeds or {}).values())
+    summed = f"summed over {n_seeds.pop()} seeds" if len(n_seeds) == 1 else "summed over seeds"
+    fig.suptitle(f"Confusion matrices (test set, {summed}, row-normalised %)")
     return fig
 
 
-def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike) -> Path:
-    """One row-normalised (%) confusion-matrix heatmap per arm, up to 4 per row, sharing a colour scale. Written to `path`."""
-    return _write_png(confusions_figure(mats, classes), path)
+def plot_confusions(mats: Dict[str, Any], classes: Sequence[str], path: PathLike,
+                    seeds: Optional[Dict[str, int]] = None) -> Path:
+    """One row-normalised (%) confusion-matrix heatmap per arm, sharing a colour scale. Written to `path`."""
+    return _write_png(confusions_figure(mats, classes, seeds=seeds), path)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -477,14 +490,24 @@ def plot_sweep_arms(series: Dict[str, Sequence[Dict[str, Any]]], path: PathLike,
     return _write_png(sweep_arms_figure(series, xlabel, title=title), path)
 
 
+def _zoom(values: Sequence[float], margin: float = 0.03, step: float = 0.05, near: float = 0.15) -> Tuple[float, float]:
+    """Axis limits for shares in [0, 1]: the values with a margin, rounded out to `step`; an end within `near` of 0 or 1
+    goes all the way (with room for the marks): a zoom that would hide so little is not worth the reader's care."""
+    lo = math.floor((min(values) - margin) / step) * step
+    hi = math.ceil((max(values) + margin) / step) * step
+    return (-0.02 if lo <= near else round(lo, 4)), (1.02 if hi >= 1 - near else round(hi, 4))
+
+
 def precision_recall_figure(sets: Sequence[Dict[str, Any]],
                             title: str = "Precision (fidelity) against recall (diversity), per synthetic set") -> Figure:
-    """Each set's overall precision and recall (large marks) and per class (small), with the real-data floor."""
-    fig = _new_figure(6.5, 5.2)
+    """Each set's overall precision and recall (large marks) and per class (small), with the floor: the set marked
+    `floor` (a square). Both axes share one range, zoomed to the points, and the figure says where it starts."""
+    fig = _new_figure(6.2, 6.4)
     ax = fig.subplots()
     if not sets:
         _empty(ax, "no evaluations")
         return fig
+    shown: List[float] = []
     for i, s in enumerate(sets):
         floor = bool(s.get("floor"))
         color = "0.3" if floor else f"C{i}"
@@ -493,13 +516,21 @@ def precision_recall_figure(sets: Sequence[Dict[str, Any]],
             ax.scatter([r for _, r in per], [p for p, _ in per], s=14, alpha=0.35, color=color, linewidths=0, zorder=2)
         ax.scatter([s["recall"]], [s["precision"]], s=90, marker="s" if floor else "o", color=color, zorder=4,
                    edgecolors="white", label=str(s["label"]))
-    ax.set_xlim(-0.02, 1.02)
-    ax.set_ylim(-0.02, 1.02)
+        shown += [v for pair in per for v in pair] + [float(s["recall"]), float(s["precision"])]
+    lo, hi = _zoom(shown)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_aspect("equal")
     ax.set_xlabel("recall: share of real test images inside the fakes' manifold")
     ax.set_ylabel("precision: share of fakes inside the real manifold")
     ax.grid(True, alpha=0.3)
     _legend_below(ax, ncol=2)
-    ax.set_title(title + "\n(small marks: per class; square: real training images, the floor)", fontsize="medium")
+    floors = [str(s["label"]).removesuffix(" (floor)") for s in sets if s.get("floor")]
+    lines = [title, "(small marks: per class" + (f"; square: the floor, {floors[0]})" if floors else ")")]
+    if lo > 0 or hi < 1:  # a zoomed axis says so where the eye lands first
+        off = " and ".join(e for e, cut in (("0", lo > 0), ("1", hi < 1)) if cut)
+        lines.append(f"both axes run from {max(lo, 0):g} to {min(hi, 1):g} (zoomed to the points; {off} off the chart)")
+    ax.set_title("\n".join(lines), fontsize="medium")
     return fig
 
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
-from typing import Any, Callable, Dict, List
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
 
 from .errors import ConfigError
+
+
+def describe(doc: Optional[str]) -> str:
+    """A builder's description: its docstring's first paragraph (one sentence, however many lines), on one line."""
+    return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
 
 
 class Registry:
@@ -23,8 +31,7 @@ class Registry:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' is already registered (by {self._entries[name].__module__})")
             self._entries[name] = fn
-            doc = (fn.__doc__ or "").strip().splitlines()
-            self._meta[name] = {"description": doc[0] if doc else "", **meta}
+            self._meta[name] = {"description": describe(fn.__doc__), **meta}
             return fn
 
         return decorator
@@ -51,3 +58,33 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+
+def read_registrations(folder: Path, decorator: str) -> Dict[str, Dict[str, Any]]:
+    """The `@decorator("name", key=value, ...)` registrations in a package folder's modules, read from their source
+    without importing them (so `ganaug list` runs without torch): name -> {"description", literal meta keys}.
+
+    Meta values that are not literals (a schema class, a function) are left out; the registry itself, filled by
+    importing the modules, is the truth, and tests/test_list.py checks the two agree.
+    """
+    found: Dict[str, Dict[str, Any]] = {}
+    for path in sorted(Path(folder).glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        if f"@{decorator}(" not in text:
+            continue
+        for node in ast.walk(ast.parse(text, str(path))):
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            for dec in node.decorator_list:
+                if not (isinstance(dec, ast.Call) and isinstance(dec.func, ast.Name) and dec.func.id == decorator
+                        and dec.args and isinstance(dec.args[0], ast.Constant) and isinstance(dec.args[0].value, str)):
+                    continue
+                meta: Dict[str, Any] = {"description": describe(ast.get_docstring(node))}
+                for kw in dec.keywords:
+                    try:
+                        if kw.arg is not None:
+                            meta[kw.arg] = ast.literal_eval(kw.value)
+                    except (ValueError, TypeError):
+                        pass
+                found[dec.args[0].value] = meta
+    return dict(sorted(found.items()))

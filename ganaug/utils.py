@@ -238,21 +238,41 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]) -> contextlib.A
 
 
 # ----------------------------------------------------------------------------------------------------
-# One stats stream: report(name, value) anywhere; tick() writes the means to metrics.jsonl.
+# One stats stream: report(name, value) anywhere; tick() writes the means to metrics.jsonl and TensorBoard.
 
 
 class Stats:
-    """Collects scalar reports and appends one JSON line of their means per tick."""
+    """Collects scalar reports and appends one JSON line of their means per tick; the same rows (and the loops'
+    sample grids, `image`) go to TensorBoard event files beside that file (`tracking.Board`).
+
+    TensorBoard's x axis is the tick's `step` (the loops' optimizer step), or `global_step` where a loop's step
+    count restarts (a per-class GAN's pairs). Close the stream (or use it as a context manager) before its folder
+    is renamed. `Stats(None)` writes nothing (the other ranks under torchrun).
+    """
 
     def __init__(self, path: Optional[PathLike]):
+        from .tracking import Board
+
         self.path = Path(path) if path is not None else None
         self._sums: Dict[str, float] = {}
         self._counts: Dict[str, int] = {}
         self._t0 = time.time()
         self.last: Dict[str, Any] = {}
         self.rows = 0  # lines written to `path` by this stream
+        self.board = Board(self.path.parent) if self.path is not None else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def __enter__(self) -> "Stats":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the event file (metrics.jsonl is closed after every line)."""
+        if self.board is not None:
+            self.board.close()
 
     def report(self, name: str, value: Union[float, torch.Tensor]) -> None:
         if isinstance(value, torch.Tensor):
@@ -263,18 +283,24 @@ class Stats:
     def state_dict(self) -> Dict[str, Any]:
         """What a resumed run needs to continue the stream: partial sums, elapsed time, rows written."""
         return {"sums": dict(self._sums), "counts": dict(self._counts), "seconds": time.time() - self._t0,
-                "rows": self.rows}
+                "rows": self.rows, "board_step": self.board.step if self.board is not None else None}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Continue from `state`: rows written after it (by a run that was killed later) are dropped."""
+        """Continue from `state`: rows written after it (by a run that was killed later) are dropped, and so are
+        their TensorBoard points (a state saved before event files existed drops none)."""
         self._sums, self._counts = dict(state["sums"]), dict(state["counts"])
         self._t0 = time.time() - float(state["seconds"])
         if self.path is not None:
             lines = self.path.read_text().splitlines(keepends=True) if self.path.is_file() else []
             atomic_write_text(self.path, "".join(lines[:int(state["rows"])]))
         self.rows = int(state["rows"])
+        if self.board is not None and "board_step" in state:
+            self.board.drop_after(state["board_step"])
 
-    def tick(self, **fields: Any) -> Dict[str, Any]:
+    def tick(self, *, global_step: Optional[int] = None, **fields: Any) -> Dict[str, Any]:
+        """One row: `fields` (step, epoch, kimg...), the time, the means of the reports since the last tick.
+
+        `global_step`: TensorBoard's x position when it is not `fields["step"]` (it is not in the row)."""
         row: Dict[str, Any] = dict(fields)
         row["seconds"] = round(time.time() - self._t0, 3)
         for k in self._sums:
@@ -286,7 +312,17 @@ class Stats:
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
             self.rows += 1
+        if self.board is not None:
+            step = global_step if global_step is not None else row.get("step", self.rows)
+            self.board.scalars(row, step)
         return row
+
+    def image(self, tag: str, images: torch.Tensor, step: int, nrow: int = 8) -> None:
+        """Float [-1, 1] images (N, C, H, W) as one grid image (laid out as `save_grid`'s PNG) at `step`."""
+        if self.board is not None:
+            from .tracking import grid_image
+
+            self.board.image(tag, grid_image(images, nrow), step)
 
 
 def read_jsonl(path: PathLike) -> list[Dict[str, Any]]:

@@ -153,7 +153,8 @@ def test_an_arm_with_a_policy_and_mixup_trains(config_file: Path, tmp_path: Path
         r = invoke(cmd, "-c", str(config_file), *args)
         assert r.exit_code == 0, r.output
     r = invoke("compare", "-c", str(config_file), *args)
-    assert "| ta-mix | real + trivialaugment + mixup |" in r.stdout
+    assert r.exit_code == 0 and "\nta-mix " in r.stdout  # the terminal's compact table; table.md the full one
+    assert "| ta-mix | real + trivialaugment + mixup |" in (tmp_path / "run" / "compare" / "table.md").read_text()
 
 
 # ----------------------------------------------------------------------------------------------------

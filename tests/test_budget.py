@@ -205,7 +205,8 @@ def test_a_generator_still_improving_is_marked_in_the_quality_table_and_on_its_a
     cfg = load_config(_copy(finished, tmp_path))
     gan = paths(cfg).gan(Rep()) / "metrics.jsonl"
     gan.write_text(_gan_rows(_falling() if falling else _flat()))
-    md = run_compare(cfg)
+    said = run_compare(cfg)  # the terminal's compact table; table.md holds the full one and its notes
+    md = (paths(cfg).compare / "table.md").read_text()
     table = json.loads((paths(cfg).compare / "table.json").read_text())
     rows = {r["arm"]: r for r in table["rows"]}
     quality = next(r for r in table["quality"] if not r["floor"])
@@ -215,6 +216,7 @@ def test_a_generator_still_improving_is_marked_in_the_quality_table_and_on_its_a
         assert rows["mixed-0.5"]["generator_flag"] is not None
         mixed_line = next(line for line in md.splitlines() if line.startswith("| mixed-0.5 |"))
         assert "generator budget?" in mixed_line
+        assert "generator budget?" in next(line for line in said.splitlines() if line.startswith("mixed-0.5 "))
         assert "generator still improving: this verdict may be the budget's" in md
         assert "still improving" in next(line for line in md.splitlines() if line.startswith("| samples"))
         assert "--sweep gan.epochs=" in md
@@ -228,5 +230,6 @@ def test_the_table_notes_say_which_classifier_runs_could_not_be_checked(finished
     run = paths(cfg).clf_run("mixed-0.5", 1)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if r["step"] > 32))
-    md = run_compare(cfg)
+    run_compare(cfg)
+    md = (paths(cfg).compare / "table.md").read_text()
     assert "mixed-0.5 seed 1" in md and "no validation reading at or before step 32" in md

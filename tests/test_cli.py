@@ -70,10 +70,13 @@ def test_every_stage_through_the_cli(config_file: Path, tmp_path: Path) -> None:
     assert (run / "clf" / "synthetic-aug" / "seed-3" / "result.json").is_file()
 
     r = ok("compare", *c)
+    full = (run / "compare" / "table.md").read_text()
     for arm in ("real", "synthetic", "mixed-0.5", "real+5", "real-aug", "mixed-p0.8"):
-        assert f"| {arm} |" in r.output
-    assert "| synthetic-aug |" not in r.output and "Left out: 1 run(s) for seeds this config does not list (3)." in r.output
-    assert "| synthetic-aug | synthetic + classic aug | 1 |" in ok("compare", *c, "--set", "seeds=[0, 3]").output
+        assert f"| {arm} |" in full and f"\n{arm} " in r.output  # table.md in full; the terminal's compact table
+    assert "| synthetic-aug |" not in full and "\nsynthetic-aug " not in r.output
+    assert "Left out: 1 run(s) for seeds this config does not list (3)." in r.output
+    assert "\nsynthetic-aug " in ok("compare", *c, "--set", "seeds=[0, 3]").output
+    assert "| synthetic-aug | synthetic + classic aug | 1 |" in (run / "compare" / "table.md").read_text()
     r = ok("compare", *c)
     assert "baseline" in r.output
     for ext in ("md", "csv", "json"):
@@ -87,7 +90,7 @@ def test_every_stage_through_the_cli(config_file: Path, tmp_path: Path) -> None:
 def test_run_skips_finished_stages_and_guards_changed_ones(config_file: Path, tmp_path: Path) -> None:
     c = ("--config", str(config_file), "--set", "arms=[{name: real, data: real}, {name: m, data: mixed, mix: {p_real: 0.5}}]")
     first = ok("run", *c)
-    assert "| real |" in first.output and "| m |" in first.output
+    assert "\nreal " in first.output and "\nm " in first.output
     mtime = (tmp_path / "run" / "gan" / "checkpoint.pt").stat().st_mtime_ns
     again = ok("run", *c)
     assert "7 cells, 7 done, 0 to run" in again.stderr
@@ -119,10 +122,10 @@ def test_bundled_default_config_runs_every_stage_when_shrunk(tmp_path: Path) -> 
             "--set", "arms.3.mix.add=10"]
     r = ok("run", "--config", str(CONFIGS / "mnist5k-cgan.yaml"), *tiny)
     for arm in ("real", "synthetic", "mixed-0.8", "real+1000", "real-aug", "mixed-0.8-aug"):
-        assert f"| {arm} |" in r.output
+        assert f"\n{arm} " in r.output
     r = ok("run", "--config", str(CONFIGS / "quick.yaml"), "--set", f"out_dir={tmp_path / 'quick'}", "--set", "gan.epochs=1",
            "--set", "classifier.steps=4", "--set", "seeds=[0]")
-    assert "| mixed-0.8 |" in r.output
+    assert "\nmixed-0.8 " in r.output
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ganaug.cli import main
 from ganaug.config import Config, load_config
 from ganaug.metrics.stats import holm, mean_ci, paired_test
 from ganaug.stages import run_all, run_compare, run_report
-from ganaug.stages.compare import variance_note
+from ganaug.stages.compare import table_cells, variance_note
 
 from .conftest import make_folder, rewrite_synthetic, tiny_config, write_yaml
 
@@ -58,11 +58,21 @@ def _table(cfg: Config) -> Dict[str, Any]:
 
 def test_the_table_has_intervals_paired_tests_and_verdicts(finished: Path) -> None:
     cfg = load_config(finished)
-    md = run_compare(cfg)
+    said = run_compare(cfg)
+    md = (Path(cfg.out_dir) / "compare" / "table.md").read_text()  # the full table; the terminal gets the compact one
     table = _table(cfg)
     rows = {r["arm"]: r for r in table["rows"]}
     assert list(rows) == ["real", "synthetic", "real-aug", "p_real-0", "p_real-0.5", "p_real-1"]
     assert "95% CI" in md and "p (Holm)" in md and "verdict" in md
+    head, dashes, *lines = said.split("\n\n")[0].splitlines()
+    assert head.split() == ["arm", "test", "acc", "%", "Δ", "vs", "real", "[95%", "CI]", "verdict"]
+    assert [line.split()[0] for line in lines] == list(rows)  # one line per arm, in the table's order
+    for line, r in zip(lines, rows.values()):
+        assert line.endswith(table_cells(r)[-1]) and f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}" in line
+        if not r["is_baseline"]:
+            assert f"{100 * r['delta_mean']:+.2f} [{100 * r['delta_ci_low']:+.2f}, {100 * r['delta_ci_high']:+.2f}]" in line
+    assert max(map(len, said.splitlines())) <= 100 and "p (Holm)" not in said
+    assert said.rstrip().endswith(str(Path(cfg.out_dir) / "compare" / "table.md"))  # where the full table is
 
     # Recompute from the runs themselves: the paired difference is per seed, the correction over 5 arms.
     runs = {(r["arm"], r["seed"]): r["test"]["accuracy"] for r in table["runs"]}
@@ -125,10 +135,11 @@ def test_the_sweep_draws_accuracy_against_the_swept_value(finished: Path) -> Non
 
 def test_the_audit_passes_a_clean_run(finished: Path) -> None:
     cfg = load_config(finished)
-    md = run_compare(cfg)
+    said = run_compare(cfg)
     checks = _table(cfg)["audit"]
     assert [c["status"] for c in checks] == ["ok"] * 5
-    assert "Protocol audit: all 5 checks passed" in md and "PROTOCOL" not in md
+    for md in (said, (Path(cfg.out_dir) / "compare" / "table.md").read_text()):  # the terminal and the file
+        assert "Protocol audit: all 5 checks passed" in md and "PROTOCOL" not in md
 
 
 def _tamper_samples(cfg: Config) -> None:
@@ -179,7 +190,9 @@ def test_the_audit_names_each_violation(finished: Path, tmp_path: Path, tamper: 
     bad = [c for c in table["audit"] if c["status"] == "violation"]
     assert [c["check"] for c in bad] == [check] and words in bad[0]["detail"]
     assert table["violations"] == bad
-    assert f"PROTOCOL VIOLATION: {check}" in md.split("\n\n", 1)[1]  # under the table
+    assert f"PROTOCOL VIOLATION: {check}" in md.split("\n\n", 1)[1]  # on the terminal, under the table
+    full = (Path(cfg.out_dir) / "compare" / "table.md").read_text()
+    assert f"PROTOCOL VIOLATION: {check}: {bad[0]['detail']}" in full  # and in full in table.md
 
 
 def test_an_old_gan_without_its_record_is_unverified_not_passed(finished: Path, tmp_path: Path) -> None:

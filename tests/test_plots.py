@@ -69,6 +69,7 @@ CASES: Dict[str, Callable[[Path], Path]] = {
     "arm_accuracy_base_no_ci": lambda p: plots.plot_arm_accuracy(arm_rows(), p, baseline="gan only"),
     "sweep": lambda p: plots.plot_sweep(sweep_points(), p, xlabel="GAN images per real image",
                                         baseline={"label": "real only", "mean": 0.8, "ci_low": 0.77, "ci_high": 0.83}),
+    "precision_recall": lambda p: plots.plot_precision_recall(PR_SETS, p),
     "sweep_no_ci": lambda p: plots.plot_sweep(
         [{"x": 10.0, "mean": 0.7, "ci_low": None, "ci_high": None, "values": [0.7]}], p, xlabel="n",
         baseline={"label": "real only", "mean": 0.8, "ci_low": None, "ci_high": None}),
@@ -157,6 +158,48 @@ def test_confusions_figure_shows_row_normalised_percentages() -> None:
     assert real.get_title() == "real (n=30, acc 83.3%)"
     assert np.ma.getmaskarray(np.ma.masked_invalid(other.images[0].get_array()))[2].all()  # no test images: grey
     assert "80" in [t.get_text() for t in real.texts]
+
+
+def test_confusions_say_n_per_seed_and_their_numbers_can_be_read() -> None:
+    classes = [str(c) for c in range(10)]
+    one = np.eye(10) * 340 + 1  # one seed's 3,500 test images, 10 classes
+    fig = plots.confusions_figure({f"arm-{i}": 5 * one for i in range(6)}, classes, seeds={f"arm-{i}": 5 for i in range(6)})
+    assert fig.axes[0].get_title() == "arm-0 (n=3500 per seed, 5 seeds, acc 97.4%)"  # not the 17,500 summed
+    assert "summed over 5 seeds" in fig._suptitle.get_text()
+    # Shown at its own size in a 1280-px window's column and at no less than 0.6 of it at 800 px, a cell's number
+    # stays over 13 px high (and 9 px at 800 px), not the 6 px of a 13-inch figure's 5.5-point numbers.
+    width_px = fig.get_size_inches()[0] * plots.DPI
+    assert width_px <= 1250
+    sizes = [t.get_fontsize() * plots.DPI / 72 for ax in fig.axes[:6] for t in ax.texts]
+    assert len(sizes) == 6 * 100 and min(sizes) >= 13 and min(sizes) * min(1.0, 768 / width_px) >= 9
+
+
+PR_SETS = [
+    {"label": "samples", "precision": 0.83, "recall": 0.81, "per_class": [(0.62, 0.91), (0.95, 0.70), (0.88, 0.79)]},
+    {"label": "real held-out images (floor)", "precision": 0.90, "recall": 0.87, "per_class": [(0.93, 0.84)],
+     "floor": True},
+]
+
+
+def test_precision_recall_zooms_to_its_points_and_says_so() -> None:
+    ax = plots.precision_recall_figure(PR_SETS).axes[0]
+    points = [v for s in PR_SETS for pair in [(s["precision"], s["recall"]), *s["per_class"]] for v in pair]
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    assert (x0, x1) == (y0, y1)  # one range for both axes
+    assert x0 < min(points) and max(points) < x1  # every point inside, with a margin
+    assert x0 >= 0.5 and x1 - x0 <= 0.5  # zoomed: not 0..1 when the points lie in 0.62..0.95
+    title = ax.get_title()
+    assert f"from {x0:g} to 1" in title and "0 off the chart" in title  # the axes' range is said
+    # What the title calls the floor is the square the legend names: the held-out images, not the training images.
+    legend = [t.get_text() for t in ax.figure.legends[0].get_texts()] if ax.figure.legends else [
+        t.get_text() for t in ax.get_legend().get_texts()]
+    assert "real held-out images (floor)" in legend and "square: the floor, real held-out images" in title
+    assert "training" not in title
+    squares = [c for c in ax.collections if c.get_label() == "real held-out images (floor)"]
+    assert np.allclose(squares[0].get_offsets(), [[0.87, 0.90]])  # recall across, precision up
+    # Points over the whole range keep the whole range, and say nothing of a zoom.
+    wide = plots.precision_recall_figure([{"label": "a", "precision": 0.1, "recall": 0.99, "per_class": []}]).axes[0]
+    assert wide.get_xlim() == (-0.02, 1.02) and "zoomed" not in wide.get_title()
 
 
 def test_arm_accuracy_figure_marks_each_mean_and_interval() -> None:

@@ -98,12 +98,17 @@ def test_compare_leaves_out_runs_made_by_another_config(config_file: Path) -> No
     cfg = load_config(config_file, ["arms=[{name: real, data: real}, {name: aug, data: real, augment: classic}]"])
     run_split(cfg)
     run_train_clf(cfg, progress=False)
-    assert "| aug |" in run_compare(cfg)
+    run_compare(cfg)
+    full = Path(cfg.out_dir) / "compare" / "table.md"
+    assert "| aug |" in full.read_text()
     changed = load_config(config_file, ["arms=[{name: real, data: real}, {name: aug, data: real, augment: classic}]",
                                         "augment.degrees=3"])
-    table = run_compare(changed)
+    said = run_compare(changed)
+    table = full.read_text()
     assert "| real |" in table and "| aug |" not in table
     assert "Left out, made by another config: aug/seed-0" in table
+    assert [line.split()[0] for line in said.split("\n\n")[0].splitlines()[2:]] == ["real"]  # the terminal's table
+    assert "Left out, made by another config: aug/seed-0" in said  # a warning, on the terminal too
     assert json.loads((Path(cfg.out_dir) / "compare" / "table.json").read_text())["left_out"] == ["aug/seed-0"]
     with pytest.raises(StageError, match="every classifier run .* was made by another config"):
         run_compare(load_config(config_file, ["arms=[{name: real, data: real}, {name: aug, data: real, augment: classic}]",

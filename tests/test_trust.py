@@ -104,7 +104,9 @@ def test_a_run_that_peeked_at_the_test_set_is_caught(config_file: Path, monkeypa
     monkeypatch.setattr(clf_stage, "load_split_data", load)
     monkeypatch.setattr(clf_stage, "train_classifier", peeking_train)
     run_train_clf(cfg, progress=False)
-    md = run_compare(cfg)
+    said = run_compare(cfg)
+    md = (Path(cfg.out_dir) / "compare" / "table.md").read_text()
+    assert "PROTOCOL VIOLATION: model selection never used the test set" in said  # on the terminal too
     assert "PROTOCOL VIOLATION: model selection never used the test set" in md
     assert "real seed 0 read the test set 2 times" in md
 
@@ -121,7 +123,9 @@ def test_a_run_that_validated_on_a_fake_is_caught(config_file: Path, monkeypatch
 
     monkeypatch.setattr(clf_stage, "train_classifier", leaky_train)
     run_train_clf(cfg, progress=False)
-    md = run_compare(cfg)
+    said = run_compare(cfg)
+    md = (Path(cfg.out_dir) / "compare" / "table.md").read_text()
+    assert "PROTOCOL VIOLATION: no synthetic image in validation or test" in said  # on the terminal too
     assert "PROTOCOL VIOLATION: no synthetic image in validation or test" in md
     assert "real seed 0 validated on 1 image(s) that are not the split's validation images" in md
 
@@ -134,7 +138,8 @@ def test_a_stray_arm_on_disk_never_changes_the_configured_verdicts(finished: Pat
     cfg_file = _copy(finished, tmp_path)
     before = {r["arm"]: r for r in _table(cfg_file)["rows"]}
     assert invoke("train-clf", "-c", str(cfg_file), "--mix", "p_real=0.25").exit_code == 0
-    md = run_compare(load_config(cfg_file))
+    said = run_compare(load_config(cfg_file))
+    md = (Path(load_config(cfg_file).out_dir) / "compare" / "table.md").read_text()
     table = _table(cfg_file)
     rows = {r["arm"]: r for r in table["rows"]}
     assert set(rows) == set(before)  # the configured arms only
@@ -144,6 +149,7 @@ def test_a_stray_arm_on_disk_never_changes_the_configured_verdicts(finished: Pat
     extra = {r["arm"]: r for r in table["extra_rows"]}
     assert list(extra) == ["mixed-p0.25"]
     assert "Other runs found on disk" in md and "| mixed-p0.25 |" in md.split("Other runs found on disk")[1]
+    assert "Other runs found on disk" in said and "mixed-p0.25 " in said.split("Other runs found on disk")[1]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -175,7 +181,8 @@ def test_degenerate_evidence_gives_no_verdict(config_file: Path, base: List[floa
 
 def test_the_wilcoxon_note_follows_alpha(finished: Path, tmp_path: Path) -> None:
     cfg_file = _copy(finished, tmp_path)
-    md = run_compare(load_config(cfg_file, ["compare.alpha=0.1"]))
+    run_compare(load_config(cfg_file, ["compare.alpha=0.1"]))
+    md = (Path(load_config(cfg_file).out_dir) / "compare" / "table.md").read_text()
     assert "it needs at least 5 pairs to reach 0.1" in md
 
 
@@ -286,7 +293,9 @@ def test_the_table_shows_the_budget_flag_and_the_command_to_test_it(finished: Pa
         result = json.loads((run / "result.json").read_text())
         result["val"].update(accuracy=rows[-1]["acc/val"], selected_step=rows[-1]["step"])  # selection agrees
         (run / "result.json").write_text(json.dumps(result))
-    md = run_compare(cfg)
+    said = run_compare(cfg)
+    md = (Path(cfg.out_dir) / "compare" / "table.md").read_text()
     row = next(r for r in _table(cfg_file)["rows"] if r["arm"] == "real-aug")
-    assert row["budget_flag"] is not None and "budget?" in md.split("\n")[3]
+    assert row["budget_flag"] is not None and "budget?" in md.split("\n")[5]  # under "# name", the header and ---
+    assert "budget?" in next(line for line in said.splitlines() if line.startswith("real-aug "))
     assert "still improving" in md and "--sweep classifier.steps=" in md

@@ -8,12 +8,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import image_hashes, to_float
 from ..data.mixing import BatchSource
+from ..progress import bar as progress_bar
 from ..utils import Stats, autocast, rng_state, set_rng_state
 
 
@@ -103,8 +103,8 @@ def train_classifier(
 
     # Train.
     model.train()
-    bar = tqdm(range(start + 1, steps + 1), initial=start, total=steps, desc=desc, disable=not progress, leave=False,
-               mininterval=1.0)
+    bar = progress_bar(range(start + 1, steps + 1), initial=start, total=steps, desc=desc, unit="step",
+                       disable=not progress, leave=False, mininterval=1.0)
     for step in bar:
         x, y, is_real = batches.next(batch_size)
         if augment is not None:

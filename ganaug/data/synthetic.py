@@ -90,7 +90,7 @@ def read_synthetic(folder: Path) -> Tuple[torch.Tensor, torch.Tensor, Dict[str, 
     processes until written); a set of the older layout (arrays inside samples.pt) is read whole."""
     path = Path(folder) / TENSOR_FILE
     if not path.is_file():
-        raise DataError(f"no synthetic set at '{path}'; run `ganaug sample --config ...` first")
+        raise DataError(f"no synthetic set at '{path}'; run `ganaug sample -c CONFIG` first")
     try:
         meta = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
+from ..progress import file_stem, progress_path
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -41,7 +41,7 @@ def need_extra(module: str, extra: str, executor: str) -> Any:
 
 def log_path(out_dir: str, cell_id: str) -> Path:
     """<out_dir>/logs/<cell id with / as __>.log"""
-    return Path(out_dir) / "logs" / (re.sub(r"[^A-Za-z0-9._=+-]", "_", cell_id.replace("/", "__")) + ".log")
+    return Path(out_dir) / "logs" / (file_stem(cell_id) + ".log")
 
 
 class Executor:
@@ -50,10 +50,18 @@ class Executor:
     name = "?"
     # CPUs the scheduler fills at once (each cell costs its threads); None: the engine queues cells itself (a cluster)
     capacity: Optional[int] = None
+    slots: Optional[int] = None  # cells that run at once at most, whatever their threads (serial 1; local its workers)
+    feeds_progress = True  # the cells run in workers that write progress files (serial: its own bars, here)
 
     def __init__(self, cfg: Any, progress: bool = False):
         self.cfg = cfg
         self.progress = progress
+
+    @classmethod
+    def planned(cls, cfg: Any) -> Tuple[Optional[int], Optional[int], int]:
+        """(capacity, slots, threads of a generator cell) this executor would have for `cfg`, without starting
+        anything: what `--dry-run`'s time estimate schedules the cells with."""
+        return None, None, cfg.executor.threads or default_threads()
 
     def describe(self) -> str:
         return self.name
@@ -76,8 +84,12 @@ class Executor:
         return min(self.cell_threads(cell), self.capacity) if self.capacity else 0
 
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
+        """What a worker gets: the cell's spec, its threads, its log file and its progress file (none under --quiet)."""
+        from ..stages.common import quiet
+
+        feed = None if quiet() else str(progress_path(self.cfg.out_dir, cell.id).resolve())
         return {**cell.spec, "id": cell.id, "force": force, "threads": self.cell_threads(cell),
-                "log": str(log_path(self.cfg.out_dir, cell.id).resolve())}
+                "log": str(log_path(self.cfg.out_dir, cell.id).resolve()), "progress": feed}
 
     def gpus(self, cell: Any) -> float:
         e = self.cfg.executor
@@ -86,8 +98,9 @@ class Executor:
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         raise NotImplementedError
 
-    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
-        """Block until at least one handle is finished; (handle, outcome) for each finished one."""
+    def wait(self, handles: List[Any], timeout: Optional[float] = None) -> List[Tuple[Any, Dict[str, Any]]]:
+        """Block until at least one handle is finished, or `timeout` seconds have passed (then nothing: the caller
+        redraws its progress and waits again); (handle, outcome) for each finished one."""
         raise NotImplementedError
 
     def cancel(self, handles: List[Any]) -> None:

@@ -18,7 +18,7 @@ from multiprocessing.connection import wait as wait_any
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import register_executor
-from .base import THREAD_VARS, Executor, available_cores
+from .base import THREAD_VARS, Executor, available_cores, default_threads
 
 
 def _init_worker(threads: int) -> None:
@@ -108,16 +108,20 @@ class LocalExecutor(Executor):
 
     def __init__(self, cfg: Any, progress: bool = False):
         super().__init__(cfg, progress)
-        e = cfg.executor
-        self.capacity = available_cores()
-        self.workers = e.workers or max(1, self.capacity // e.clf_threads)
-        self._threads = self.gen_threads()
+        self.capacity, self.workers, self._threads = self.planned(cfg)
+        self.slots = self.workers
         self._env = {v: os.environ.get(v) for v in THREAD_VARS}
         for v in THREAD_VARS:  # spawned workers inherit them before torch is imported; each cell then sets its own
             os.environ[v] = str(self._threads)
         self._ctx = multiprocessing.get_context("spawn")
         self._pool: List[Worker] = []  # started when first needed, replaced when one dies
         self._queue: List[Task] = []  # submitted, waiting for a free worker
+
+    @classmethod
+    def planned(cls, cfg: Any) -> Tuple[int, int, int]:
+        e = cfg.executor
+        cores = available_cores()
+        return cores, e.workers or max(1, cores // e.clf_threads), e.threads or default_threads()
 
     def describe(self) -> str:
         return f"local, {self.workers} worker processes on {self.capacity} cores, {self.threads_line()}"
@@ -128,14 +132,18 @@ class LocalExecutor(Executor):
         self._dispatch()
         return tasks
 
-    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
+    def wait(self, handles: List[Any], timeout: Optional[float] = None) -> List[Tuple[Any, Dict[str, Any]]]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             finished = [t for t in handles if t.outcome is not None]
             if finished:
                 return [(t, t.outcome) for t in finished]
             busy = [w for w in self._pool if w.task is not None]
             assert busy, "waiting on cells that no worker runs"
-            ready = wait_any([w.conn for w in busy] + [w.process.sentinel for w in busy])
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return []
+            ready = wait_any([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=left)
             for w in busy:
                 if w.conn in ready or w.process.sentinel in ready:
                     self._collect(w)

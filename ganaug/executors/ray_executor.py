@@ -8,10 +8,10 @@ installed.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import register_executor
-from .base import Executor, available_cores, need_extra
+from .base import Executor, available_cores, default_threads, need_extra
 
 
 @register_executor("ray")
@@ -37,6 +37,13 @@ class RayExecutor(Executor):
 
         self.task = ray.remote(worker_run)
 
+    @classmethod
+    def planned(cls, cfg: Any) -> Tuple[Optional[int], Optional[int], int]:
+        e = cfg.executor
+        if e.address:  # a cluster queues the cells itself; its nodes' cells get executor.cpus threads
+            return None, None, e.threads or e.cpus
+        return e.workers or available_cores(), None, e.threads or default_threads()
+
     def gen_threads(self) -> int:
         e = self.cfg.executor
         return e.threads or (super().gen_threads() if self.capacity else e.cpus)  # a cluster's nodes: executor.cpus
@@ -54,8 +61,10 @@ class RayExecutor(Executor):
         return [self.task.options(num_cpus=self.cpus(c), num_gpus=self.gpus(c), max_retries=0).remote(self.spec(c, force))
                 for c in cells]
 
-    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
-        ready, _ = self.ray.wait(handles, num_returns=1)
+    def wait(self, handles: List[Any], timeout: Optional[float] = None) -> List[Tuple[Any, Dict[str, Any]]]:
+        ready, _ = self.ray.wait(handles, num_returns=1, timeout=timeout)
+        if not ready:
+            return []
         more, _ = self.ray.wait([h for h in handles if h not in ready], num_returns=len(handles) - len(ready),
                                 timeout=0) if len(handles) > len(ready) else ([], [])
         out = []

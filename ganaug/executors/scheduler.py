@@ -3,13 +3,18 @@ their log files while the others go on, skip what depends on a failure, cancel w
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Set
 
+from .. import progress
 from ..errors import StageError
+from ..provenance import environment
 from ..utils import atomic_write_json
+from .estimate import Eta, Plan, Shape
 
 
 def _echo(msg: str) -> None:
@@ -18,10 +23,103 @@ def _echo(msg: str) -> None:
     echo(msg)
 
 
-def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) -> Dict[str, Any]:
+def _quiet() -> bool:
+    from ..stages.common import quiet
+
+    return quiet()
+
+
+class Watch:
+    """What people see while the graph runs: the display (a bar per running cell, fed by the workers' progress files,
+    and the run's), and the time left on every line that says a cell finished."""
+
+    def __init__(self, cfg: Any, cells: List[Any], executor: Any, total: int, display: Any = "auto",
+                 plan: Optional[Plan] = None):
+        self.out_dir = cfg.out_dir
+        self.feed = getattr(executor, "feeds_progress", False) and not _quiet()  # workers write progress files
+        if display == "auto":
+            display = progress.Display(total) if self.feed and getattr(executor, "progress", False) else None
+        elif display is not None and hasattr(display, "begin"):
+            display.begin(total)
+        self.display = display
+        cfg_ex = getattr(getattr(executor, "cfg", None), "executor", None)
+        shape = Shape(getattr(executor, "name", "?"), executor.capacity, getattr(executor, "slots", None),
+                      executor.gen_threads() if hasattr(executor, "gen_threads") else 1,
+                      cfg_ex.clf_threads if cfg_ex is not None else 1)
+        self.eta = Eta(cells, shape, plan)
+        self.records: Dict[str, Optional[Dict[str, Any]]] = {}
+        self.since: Dict[str, float] = {}
+        # With a display, wait() wakes this often to redraw it; without one it blocks until a cell ends, as always.
+        self.poll = max(0.05, min(1.0, progress.seconds_between_writes())) if display is not None else None
+
+    def say(self, msg: str, always: bool = False) -> None:
+        if self.display is not None:
+            self.display.write(msg)
+        elif always and _quiet():
+            print(msg, file=sys.stderr, flush=True)
+        else:
+            _echo(msg)
+
+    def submitting(self, cells: List[Any]) -> None:
+        """Before a cell goes out: forget a progress file an earlier run of it left."""
+        for c in cells:
+            if self.feed:
+                with contextlib.suppress(OSError):
+                    progress.progress_path(self.out_dir, c.id).unlink()
+
+    def started(self, c: Any) -> None:
+        self.since[c.id] = time.time()
+        self.records[c.id] = None
+        if self.display is not None:
+            self.display.start(c.id, c.label, self.eta.cell(c).seconds)
+
+    def read(self, c: Any) -> Optional[Dict[str, Any]]:
+        """The cell's progress record, as its worker last wrote it (files of earlier runs were removed at submit)."""
+        rec = progress.read(progress.progress_path(self.out_dir, c.id)) if self.feed else None
+        if rec is not None:
+            self.records[c.id] = rec
+        return self.records.get(c.id)
+
+    def refresh(self, running: List[Any], done: Set[str], gone: Set[str]) -> None:
+        """Read the running cells' progress files and redraw."""
+        for c in running:
+            rec = self.read(c)
+            if self.display is not None:
+                self.display.update(c.id, rec)
+        if self.display is not None:
+            self.display.set_eta(self.left(running, done, gone))
+
+    def finished(self, c: Any, outcome: Dict[str, Any]) -> None:
+        rec = self.read(c)
+        if self.display is not None:
+            self.display.update(c.id, rec)
+            self.display.finish(c.id)
+        if outcome.get("ok"):
+            self.eta.finished(c, outcome.get("seconds"))
+        self.records.pop(c.id, None)
+
+    def left(self, running: List[Any], done: Set[str], gone: Set[str]) -> str:
+        now = time.time()
+        return self.eta.text(done, {c.id: (now - self.since.get(c.id, now), self.records.get(c.id)) for c in running},
+                             gone)
+
+    def steps(self, c: Any) -> Optional[float]:
+        return self.eta.steps.get(c.id)
+
+    def close(self) -> None:
+        if self.display is not None:
+            self.display.close()
+            self.display = None
+
+
+def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, display: Any = "auto",
+              plan: Optional[Plan] = None) -> Dict[str, Any]:
     """Run every cell that is not done; returns the timings written to <out_dir>/logs/run.json.
 
     A finished cell made by another config stops everything before any work (it needs --force), as each stage does.
+    `display`: the live view ("auto": tqdm bars on stderr when the executor was asked for progress and its workers
+    feed it; None: none; or an object with Display's methods); `plan`: the estimate the run started with, the time
+    left's first source.
     """
     states = {c.id: c.state(force) for c in cells}
     for c in cells:
@@ -39,6 +137,8 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
     started = time.time()
     described = executor.describe()
     _echo(f"run: {len(cells)} cells, {len(done)} done, {total} to run; executor {described}")
+    watch = Watch(cfg, cells, executor, total, display, plan)
+    say = watch.say
     try:
         while todo or queue or running:
             for c in list(todo):
@@ -58,33 +158,48 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False) ->
                 used += cost
             if ready:
                 submitted = time.time()
+                watch.submitting(ready)
                 for c, h in zip(ready, executor.submit(ready, force)):
                     running[h] = (c, submitted)
+                    watch.started(c)
             if not running:
                 break
-            for h, outcome in executor.wait(list(running)):
+            if watch.poll is None:
+                finished = executor.wait(list(running))
+            else:  # wake to redraw the display while the cells run
+                finished = executor.wait(list(running), timeout=watch.poll)
+                watch.refresh([c for c, _ in running.values()], done, set(failed) | set(skipped))
+            for h, outcome in finished:
                 c, submitted = running.pop(h)
                 used -= executor.cost(c)
                 n = len(done) - (len(cells) - total) + len(failed) + 1
                 timings.append({"id": c.id, "kind": c.kind, "ok": bool(outcome.get("ok")),
                                 "submitted": outcome.get("started") or submitted,
                                 "finished": time.time(), "seconds": outcome.get("seconds"),
-                                "threads": outcome.get("threads")})
+                                "threads": outcome.get("threads"), "steps": watch.steps(c)})
+                watch.finished(c, outcome)
                 if outcome.get("ok"):
                     done.add(c.id)
-                    _echo(f"run: [{n}/{total}] done {c.label} in {outcome.get('seconds', 0):.0f}s")
+                    for other, _ in running.values():
+                        watch.read(other)
+                    left = watch.left([o for o, _ in running.values()], done, set(failed) | set(skipped))
+                    say(f"run: [{n}/{total}] done {c.label} in {outcome.get('seconds', 0):.0f}s"
+                        + (f"; {left}" if left and n < total else ""))
+                    if watch.display is not None:
+                        watch.display.set_eta(left)
                 else:
                     failed[c.id] = outcome
-                    _echo(f"run: [{n}/{total}] FAILED {c.label}: {outcome.get('error')}"
-                          + (f" (log: {outcome['log']})" if outcome.get("log") else ""))
+                    say(f"run: [{n}/{total}] FAILED {c.label}: {outcome.get('error')}"
+                        + (f" (log: {outcome['log']})" if outcome.get("log") else ""), always=True)
     except KeyboardInterrupt:
-        _echo(f"run: interrupted; cancelling {len(todo) + len(queue)} pending cell(s), stopping {len(running)} running")
+        say(f"run: interrupted; cancelling {len(todo) + len(queue)} pending cell(s), stopping {len(running)} running")
         executor.cancel(list(running))
         raise
     finally:
+        watch.close()
         executor.close()
         record = {"executor": described, "threads": executor.threads_line(), "wall_seconds": round(time.time() - started, 2),
-                  "cells": timings, "phases": _phases(timings)}
+                  "cells": timings, "phases": _phases(timings), "environment": environment()}  # the coordinator's
         if timings:
             atomic_write_json(Path(cfg.out_dir) / "logs" / "run.json", record)
     if failed or skipped:

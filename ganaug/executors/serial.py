@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import register_executor
-from .base import Executor
+from .base import Executor, default_threads
 
 
 @register_executor("serial")
@@ -14,6 +14,12 @@ class SerialExecutor(Executor):
     """Every cell in this process, one after another (the default)."""
 
     name = "serial"
+    slots = 1
+    feeds_progress = False  # the cells' own tqdm bars show here, as they always did
+
+    @classmethod
+    def planned(cls, cfg: Any) -> Tuple[Optional[int], Optional[int], int]:
+        return None, 1, cfg.executor.threads or default_threads()
 
     def __init__(self, cfg: Any, progress: bool = False):
         super().__init__(cfg, progress)
@@ -27,7 +33,7 @@ class SerialExecutor(Executor):
         self._cells.update({c.id: c for c in cells})
         return [c.id for c in cells]  # run one by one in wait(), so a failure stops before the next starts
 
-    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
+    def wait(self, handles: List[Any], timeout: Optional[float] = None) -> List[Tuple[Any, Dict[str, Any]]]:
         from ..stages.cells import run_cell
         from ..utils import torch_threads
 

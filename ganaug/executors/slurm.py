@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from . import register_executor
 from .base import Executor, need_extra
@@ -28,6 +28,11 @@ class SlurmExecutor(Executor):
         e = cfg.executor
         self.folder = (Path(cfg.out_dir) / "logs" / "slurm").resolve()
         self.ex = self.submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster=e.slurm.cluster)
+        self._checked = 0.0  # when the jobs' states were last asked for (time.monotonic)
+
+    @classmethod
+    def planned(cls, cfg: Any) -> Tuple[Optional[int], Optional[int], int]:
+        return None, None, cfg.executor.threads or cfg.executor.cpus
 
     def gen_threads(self) -> int:
         return self.cfg.executor.threads or self.cfg.executor.cpus  # the nodes' cores, not the coordinator's
@@ -72,13 +77,22 @@ class SlurmExecutor(Executor):
             jobs.update({c.id: j for c, j in zip(group, made)})
         return [jobs[c.id] for c in cells]
 
-    def wait(self, handles: List[Any]) -> List[Tuple[Any, Dict[str, Any]]]:
+    def wait(self, handles: List[Any], timeout: Optional[float] = None) -> List[Tuple[Any, Dict[str, Any]]]:
         poll = self.cfg.executor.slurm.poll_seconds if self.ex.cluster == "slurm" else 0.2
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # The jobs are asked about every poll_seconds, however often the caller wakes to read the progress files.
+            wait_more = self._checked + poll - time.monotonic()
+            left = None if deadline is None else deadline - time.monotonic()
+            if wait_more > 0:
+                if left is not None and left <= wait_more:
+                    time.sleep(max(0.0, left))
+                    return []
+                time.sleep(wait_more)
+            self._checked = time.monotonic()
             finished = [j for j in handles if j.done()]
             if finished:
                 break
-            time.sleep(poll)
         out = []
         for job in finished:
             try:

@@ -17,11 +17,11 @@ from typing import Any, Callable, Dict, Optional
 
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
 
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
+from ..progress import bar as progress_bar
 from ..utils import Stats, autocast, rng_state, set_rng_state
 from .training import ema_update, generate, save_grid
 
@@ -103,7 +103,8 @@ def train_likelihood(
 
     # Train.
     model.train()
-    bar = tqdm(total=total, initial=step, desc="train-gan", disable=not progress, leave=False, mininterval=1.0)
+    bar = progress_bar(total=total, initial=step, desc="train-gan", unit="step", disable=not progress, leave=False,
+                       mininterval=1.0)
     tick_start, tick_nimg = time.time(), cur_nimg
     while step < total:
         idx = sampler.next(batch_size).to(device)
@@ -144,7 +145,9 @@ def train_likelihood(
             bar.set_postfix({k: f"{v:.3f}" for k, v in row.items() if k.startswith("loss/")}, refresh=False)
             if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
                 with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    save_grid(generate(scored, fixed_z, fixed_y), grid_dir / f"epoch-{epoch:04d}.png", nrow=8)
+                    grid = generate(scored, fixed_z, fixed_y)
+                save_grid(grid, grid_dir / f"epoch-{epoch:04d}.png", nrow=8)
+                stats.image("grid", grid, step=step, nrow=8)
 
         if checkpointer is not None:
             checkpointer.after_step(step, total, make_state)

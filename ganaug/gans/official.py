@@ -33,6 +33,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import CheckpointError, ConfigError, DataError, StageError
+from ..progress import bar as progress_bar
 from ..utils import atomic_open, atomic_write_json
 
 PathLike = Union[str, Path]
@@ -230,12 +231,18 @@ def metrics_row(stats: Dict[str, Any], kimg_offset: float = 0.0) -> Optional[Dic
 
 
 class StatsFollower:
-    """Reads an official run's stats.jsonl as it grows and appends ganaug rows to `metrics_path`.
+    """Reads an official run's stats.jsonl as it grows and appends ganaug rows to `metrics_path`, and the same rows
+    to TensorBoard event files beside it, on the images shown so far (kimg x 1000) as the step.
 
     Only complete lines are read; a partial last line waits for its newline. `bar`, a tqdm in kimg, follows.
+    `keep_kimg`: the kimg up to which an earlier run's rows were kept (a resume); its later points are dropped
+    (None: all of them). `close()` closes the event file.
     """
 
-    def __init__(self, metrics_path: PathLike, *, kimg_offset: float = 0.0, bar: Optional[tqdm] = None):
+    def __init__(self, metrics_path: PathLike, *, kimg_offset: float = 0.0, bar: Optional[tqdm] = None,
+                 keep_kimg: Optional[float] = None):
+        from ..tracking import Board
+
         self.metrics_path = Path(metrics_path)
         self.kimg_offset = kimg_offset
         self.bar = bar
@@ -243,6 +250,11 @@ class StatsFollower:
         self.rows: List[Dict[str, Any]] = []
         self._pos = 0
         self._rest = b""
+        self.board = Board(self.metrics_path.parent)
+        self.board.drop_after(None if keep_kimg is None else int(round(keep_kimg * 1000)))
+
+    def close(self) -> None:
+        self.board.close()
 
     def follow(self, stats_path: PathLike) -> None:
         self.stats_path = Path(stats_path)
@@ -271,6 +283,8 @@ class StatsFollower:
             with open(self.metrics_path, "a") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in new))
             self.rows += new
+            for r in new:
+                self.board.scalars(r, int(round(r["kimg"] * 1000)))
             if self.bar is not None:
                 kimg = new[-1]["kimg"]
                 if self.bar.total is not None:
@@ -441,9 +455,10 @@ def run_official_training(gan_cfg: Any, *, repo: PathLike, data_zip: PathLike, o
     with open(log_path, "a") as log:
         log.write(f"# ganaug {time.strftime('%Y-%m-%d %H:%M:%S')}: {shlex.join(cmd)}\n")
         log.flush()
-        bar = tqdm(total=total, initial=offset, unit="kimg", desc="train-gan official", disable=not progress,
-                   leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total} kimg [{elapsed}<{remaining}{postfix}]")
-        follower = StatsFollower(metrics_path, kimg_offset=offset, bar=bar)
+        bar = progress_bar(total=total, initial=offset, unit="kimg", desc="train-gan official", disable=not progress,
+                           leave=False, bar_format="{l_bar}{bar}| {n:.1f}/{total} kimg [{elapsed}<{remaining}{postfix}]")
+        follower = StatsFollower(metrics_path, kimg_offset=offset, bar=bar,
+                                 keep_kimg=resume.kimg_exact if resume is not None else None)
         proc = subprocess.Popen(cmd, cwd=repo, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             while True:
@@ -463,6 +478,7 @@ def run_official_training(gan_cfg: Any, *, repo: PathLike, data_zip: PathLike, o
             raise
         finally:
             bar.close()
+            follower.close()
     if rc != 0:
         raise StageError(f"the official train.py exited with status {rc} ({_last_line(log_path)}); its output is in "
                          f"'{log_path}'; fix the cause and run again to go on from the newest snapshot")
@@ -603,7 +619,7 @@ def load_official_generator(pkl_path: PathLike, repo: PathLike, *, resolution: i
     """
     pkl = Path(pkl_path)
     if not pkl.is_file():
-        raise CheckpointError(f"no official network snapshot at '{pkl}'; train one with `ganaug train-gan --config ...`")
+        raise CheckpointError(f"no official network snapshot at '{pkl}'; train one with `ganaug train-gan -c CONFIG`")
     root = check_repo(repo, where=f"the official code for '{pkl}' ('repo' in its checkpoint)")
     legacy = _import_legacy(root)
     try:

@@ -19,12 +19,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.utils import save_image
-from tqdm.auto import tqdm
 
 from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
+from ..progress import bar as progress_bar
 from ..utils import Stats, atomic_open, autocast, rng_state, set_rng_state
 from . import GanNets
 from .augment import AdaController, build_augment
@@ -182,6 +182,7 @@ def train_gan(
             mirror=mirror, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
             generator=generator, stats=stats, grid_dir=grid_dir, grid_every=grid_every, progress=progress,
             cls=cls, on_step=on_step, resume=pair_resume, evaluator=evaluator, eval_every=eval_every, select=select,
+            first_step=counters["step"],
         )
         optim[key] = state["optimizer"]
         if state["best"] is not None:
@@ -206,8 +207,9 @@ def _train_pair(
     generator: torch.Generator, stats: Stats, grid_dir: Optional[Path], grid_every: int, progress: bool,
     cls: Optional[int], on_step: Callable[..., None], resume: Optional[Dict[str, Any]],
     evaluator: Optional[Callable[[nn.Module, Optional[int]], Dict[str, float]]] = None, eval_every: Optional[int] = None,
-    select: Optional[str] = None,
+    select: Optional[str] = None, first_step: int = 0,
 ) -> Dict[str, Any]:
+    # `first_step`: the steps of the pairs before this one, so TensorBoard's x axis runs on over per-class pairs.
     # Load data: uint8 on the device, converted per batch.
     x_all, y_all = images.to(device), labels.to(device)
     n = len(x_all)
@@ -277,8 +279,8 @@ def _train_pair(
     # Train.
     G.train()
     D.train()
-    bar = tqdm(total=total, initial=step, desc=f"train-gan {tag}".strip(), disable=not progress, leave=False,
-               mininterval=1.0)
+    bar = progress_bar(total=total, initial=step, desc=f"train-gan {tag}".strip(), unit="step", disable=not progress,
+                       leave=False, mininterval=1.0)
     tick_start, tick_nimg = time.time(), cur_nimg
     while step < total:
         idx = sampler.next(batch_size).to(device)
@@ -373,13 +375,14 @@ def _train_pair(
                             "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
             tick_start, tick_nimg = time.time(), cur_nimg
             row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
-                             **extra)
+                             global_step=first_step + step, **extra)
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p")
                              if k in row}, refresh=False)
             if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
                 name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
-                save_grid(generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None),
-                          grid_dir / name, nrow=8)
+                grid = generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None)
+                save_grid(grid, grid_dir / name, nrow=8)
+                stats.image("grid" if cls is None else f"grid/class-{cls}", grid, step=first_step + step, nrow=8)
 
         # A resumable checkpoint when one is due (or Ctrl-C asked for one), after the step's every update.
         on_step(step, total, pair_state)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .. import memory
+from .. import memory, progress
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config, Rep, config_from_dict, to_dict
 from .common import (
@@ -56,6 +56,7 @@ class Cell:
     spec: Dict[str, Any] = field(repr=False)  # what run_cell needs, as plain (picklable) data
     what: str = ""
     command: str = ""
+    sub: Optional[Config] = field(default=None, repr=False, compare=False)  # its (sub-)experiment's config, here only
 
     def state(self, force: bool = False) -> str:
         """done, to run, resume (step N), or differs (made by another config: needs --force)."""
@@ -102,6 +103,7 @@ def build_graph(cfg: Config) -> List[Cell]:
             return folder.as_posix()
 
     for sub in experiments(cfg):
+        first = len(cells)
         p = paths(sub)
         tag = f" [{p.root.name}]" if sub is not cfg else ""
         split_id = rel(p.split)
@@ -148,13 +150,16 @@ def build_graph(cfg: Config) -> List[Cell]:
                                   clf_fingerprint(sub, arm, seed), clf_config(sub, arm, seed), deps,
                                   _spec(sub, "train-clf", arm=to_dict(arm), seed=seed),
                                   f"classifier run '{arm.name}' seed {seed}", "ganaug train-clf"))
+        for c in cells[first:]:
+            c.sub = sub
     ids = [c.id for c in cells]
     assert len(ids) == len(set(ids)), "two cells of one graph write the same folder"
     return cells
 
 
-def describe_graph(cfg: Config, cells: List[Cell], force: bool = False) -> List[str]:
-    """`run --dry-run`: each cell with its state and inputs, then compare."""
+def describe_graph(cfg: Config, cells: List[Cell], force: bool = False, estimates: Optional[Dict[str, Any]] = None) -> List[str]:
+    """`run --dry-run`: each cell with its state, its time (`estimates`: cell id -> executors.estimate.Guess, what
+    it took for a done cell) and inputs, then compare."""
     states = [c.state(force) for c in cells]
     counts: Dict[str, int] = {}
     for s in states:
@@ -165,7 +170,8 @@ def describe_graph(cfg: Config, cells: List[Cell], force: bool = False) -> List[
     for c, s in zip(cells, states):
         shown = "differs: needs --force" if s == "differs" else s
         deps = f"  <- {', '.join(c.deps)}" if c.deps else ""
-        lines.append(f"  {c.kind:10s} {shown:22s} {c.label}{deps}")
+        took = f"{estimates[c.id].text():22s} " if estimates and c.id in estimates else ""
+        lines.append(f"  {c.kind:10s} {shown:22s} {took}{c.label}{deps}")
     lines.append("  compare    to run" + (f" (each of {len(experiments(cfg))} sub-experiments, then the summary)"
                                           if cfg.experiment_sweep else ""))
     return lines
@@ -212,7 +218,7 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False) 
         if kind == "split":
             run_split(cfg, force=force, progress=progress)
         elif kind == "features":
-            domain_checkpoint(cfg, force=force)
+            domain_checkpoint(cfg, force=force, progress=progress)
         elif kind == "train-gan":
             # What the later stages will take, now: an absurd count stops here, before the GAN trains.
             for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
@@ -271,7 +277,8 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
         if threads:
             torch.set_num_threads(int(threads))
         out["threads"] = torch.get_num_threads()
-        with redirected(log):
+        # The loops' bars write the cell's progress file (for the coordinator's display) instead of the log.
+        with redirected(log), progress.reporting_to(spec.get("progress")):
             print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename} pid {os.getpid()}, "
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:

@@ -303,15 +303,22 @@ def up_to_date(cfg: Config, stage: Stage, rep: RepLike = None) -> bool:
     return rec is not None and rec.get("fingerprint") == stage_fingerprint(cfg, stage, rep)
 
 
+def command_line(cfg: Config, command: str) -> str:
+    """`command` with this config's file, as a user types it (the file it was read from; CONFIG when unknown)."""
+    import shlex
+
+    return f"{command} -c {shlex.quote(cfg.config_path) if cfg.config_path else 'CONFIG'}"
+
+
 def require_stage(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
     """The record of a finished upstream stage, which must have been made by this config."""
     folder = paths(cfg).stage(stage, rep)
     rec = read_record(folder)
     if rec is None:
-        raise StageError(f"no {stage.what} in '{folder}'; run `{stage.command} --config ...` first")
+        raise StageError(f"no {stage.what} in '{folder}'; run `{command_line(cfg, stage.command)}` first")
     if rec.get("fingerprint") != stage_fingerprint(cfg, stage, rep):
         raise StageError(f"the {stage.what} in '{folder}' was made by a different config; "
-                         f"run `{stage.command} --config ...` (with --force) first")
+                         f"run `{command_line(cfg, stage.command)} --force` first")
     check_outputs(folder, rec, stage.command)
     return rec
 
@@ -397,6 +404,7 @@ def resume_point(folder: Path, fp: str, config: Dict[str, Any], kind: str, *, re
 def write_record(folder: Path, stage: str, fp: str, config: Dict[str, Any], started: float,
                  extra: Optional[Dict[str, Any]] = None) -> None:
     from .. import __version__
+    from ..provenance import environment
 
     atomic_write_json(folder / STAGE_FILE, {
         "stage": stage,
@@ -405,6 +413,8 @@ def write_record(folder: Path, stage: str, fp: str, config: Dict[str, Any], star
         "ganaug_version": __version__,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "seconds": round(time.time() - started, 2),
+        # Where it ran (versions, CPU and instruction set, threads, pins): provenance only, never part of a fingerprint.
+        "environment": environment(),
         **(extra or {}),
     })
 

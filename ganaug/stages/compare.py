@@ -7,12 +7,13 @@ import csv
 import io
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..config import Config, arm_from_dict, sweep_arms, sweep_key, sweep_value
+from ..config import Config, Rep, arm_from_dict, sweep_arms, sweep_key, sweep_value
 from ..errors import StageError
 from ..metrics.stats import (
     MIN_PAIRS,
@@ -26,6 +27,7 @@ from ..metrics.stats import (
     pairs_needed,
 )
 from ..plots import plot_arm_accuracy, plot_confusions, plot_precision_recall, plot_sweep, plot_val_curves
+from ..provenance import machines_note
 from ..utils import atomic_write_json, atomic_write_text, read_jsonl
 from .audit import SEVERITY, audit
 from .budget import (  # budget_flags: importable from here too, as before the check had a module of its own
@@ -37,8 +39,8 @@ from .budget import (  # budget_flags: importable from here too, as before the c
     generator_checks,
     generator_marks,
 )
-from .common import clf_fingerprint, echo, paths, read_record
-from .quality import load_quality, precision_recall_sets, quality_rows, render_quality, render_quality_csv
+from .common import clf_fingerprint, command_line, echo, paths, read_record
+from .quality import load_quality, precision_recall_sets, quality_rows, render_quality, render_quality_csv, rep_tag
 
 
 def collect_results(cfg: Config) -> tuple[Dict[str, List[Dict[str, Any]]], List[str]]:
@@ -266,6 +268,8 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     if other_config:
         notes.append(f"Left out, made by another config: {', '.join(other_config[:8])}"
                      f"{' ...' if len(other_config) > 8 else ''}.")
+    machines = machines_note([read_record(Path(r["_dir"])) for rs in results.values() for r in rs if "_dir" in r])
+    notes += [machines] if machines else []
     return notes
 
 
@@ -377,6 +381,98 @@ def render_markdown(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], c
     return "\n".join(lines) + "\n"
 
 
+TERMINAL_WIDTH = 100  # columns the terminal's text keeps within (a path longer than that is never cut)
+TERMINAL_NOTES = ("Undecided", "Left out")  # the notes that are warnings, printed on the terminal too
+
+
+def _terminal_head(cfg: Config) -> List[str]:
+    base = cfg.baseline_arm or "baseline"
+    return ["arm", "test acc %", f"Δ vs {base if len(base) <= 12 else 'baseline'} [{100 * cfg.compare.confidence:g}% CI]",
+            "verdict"]
+
+
+def _terminal_cells(row: Dict[str, Any]) -> List[str]:
+    """arm, accuracy ± std, the paired difference with its interval, the verdict (with its flags)."""
+    verdict = table_cells(row)[-1]
+    if row["is_baseline"]:
+        delta = "baseline"
+    elif row["delta_mean"] is None:
+        delta = "-"
+    else:
+        delta = f"{pct(row['delta_mean'], signed=True)} {_ci(row['delta_ci_low'], row['delta_ci_high'], True)}"
+    return [row["arm"], pct(row["acc_mean"], row["acc_std"]), delta, verdict]
+
+
+def text_table(head: List[str], rows: List[List[str]], width: int = TERMINAL_WIDTH) -> List[str]:
+    """An aligned plain-text table within `width` columns: a dashes line under the header, two spaces between columns.
+    Too wide, the first column (names, broken after a hyphen, else anywhere) and the last (words) wrap onto the next
+    lines, the rest of the row left blank there; the numbers in between never wrap."""
+    sizes = [max(len(x) for x in [h] + [r[i] for r in rows]) for i, h in enumerate(head)]
+    least = [max(len(head[0]), 12), None, None, max(len(head[-1]), 12)] if len(head) == 4 else [None] * len(head)
+    while sum(sizes) + 2 * (len(sizes) - 1) > width:
+        can = [i for i, m in enumerate(least) if m is not None and sizes[i] > m]
+        if not can:
+            break
+        sizes[max(can, key=lambda i: sizes[i])] -= 1
+
+    def wrap(text: str, i: int) -> List[str]:
+        if len(text) <= sizes[i]:
+            return [text]
+        return textwrap.wrap(text, sizes[i], break_on_hyphens=i == 0, break_long_words=True) or [""]
+
+    def line(cells: List[str]) -> str:
+        return "  ".join(c.ljust(n) for c, n in zip(cells, sizes)).rstrip()
+
+    out = [line(head), "  ".join("-" * n for n in sizes)]
+    for r in rows:
+        pieces = [wrap(c, i) for i, c in enumerate(r)]
+        for k in range(max(map(len, pieces))):
+            out.append(line([p[k] if k < len(p) else "" for p in pieces]))
+    return out
+
+
+def render_terminal(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], checks: List[Dict[str, str]],
+                    variance: str, table_md: Path, extra_rows: Optional[List[Dict[str, Any]]] = None,
+                    quality: Optional[List[Dict[str, Any]]] = None) -> str:
+    """What `compare` and `run` print: each arm's accuracy, its paired difference from the baseline with the interval
+    and the verdict, in about 100 columns; what they are in a few lines; the audit and the warnings; and where the full
+    table (every column, the notes, sample quality) is."""
+    shown = rows or extra_rows or []
+    lines = text_table(_terminal_head(cfg), [_terminal_cells(r) for r in shown]) if shown else []
+    said = [f"test acc %: mean ± std over {max(r['n'] for r in shown)} seeds. {variance}"] if shown else []
+    if rows and cfg.baseline_arm:
+        tested = sum(1 for r in rows if r["delta_p_family"] is not None)
+        said.append(f"Δ: each seed's accuracy minus {cfg.baseline_arm}'s on the same seed, in points, with its "
+                    f"{100 * cfg.compare.confidence:g}% interval; verdict: paired t-test, {_correction(cfg)} correction "
+                    f"over {_arms(tested)}, alpha {cfg.compare.alpha:g}.")
+    verdicts = " ".join(table_cells(r)[-1] for r in shown + (extra_rows or []))
+    if "(budget?)" in verdicts:
+        said.append("(budget?): still improving on validation at the end of its steps: a longer budget may change the "
+                    "verdict.")
+    if "(generator budget?)" in verdicts:
+        said.append("(generator budget?): the generator its fakes came from was still improving at its end.")
+    bad = [c for c in checks if c["status"] != "ok"]
+    if checks:
+        said += audit_lines(checks) if bad else [f"Protocol audit: all {len(checks)} checks passed."]
+    said += [n for n in notes if n.startswith(TERMINAL_NOTES)]
+    for q in quality or []:
+        if q.get("copy_flag"):
+            named = q.get("copy_classes") or []
+            said.append(f"Sample quality: {q['set']}{rep_tag(Rep(q.get('generator'), q['gan_seed']), q.get('family'))}: "
+                        "COPIES? (fakes nearer the training images than real test images are" + (
+                            f"; classes {', '.join(named)}" if named else "") + ").")
+    # Wrapped to the width, but an audit's violation stays one line (its paths whole, found by grep).
+    out = lines + [""] + [x for s in said for x in (
+        [s] if s.startswith("PROTOCOL ") else
+        textwrap.wrap(s, TERMINAL_WIDTH, subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))]
+    if rows and extra_rows:
+        out += ["", "Other runs found on disk (arms this config does not list), corrected among themselves:", ""]
+        out += text_table(_terminal_head(cfg), [_terminal_cells(r) for r in extra_rows])
+    out += [""] + textwrap.wrap(f"Full table (intervals, macro-F1, p-values), its notes and sample quality: {table_md}",
+                                TERMINAL_WIDTH, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(out) + "\n"
+
+
 CSV_COLUMNS = ["arm", "generator", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
                "delta_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_t", "delta_p_t",
                "delta_p_sign", "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean",
@@ -435,7 +531,7 @@ def write_plots(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     mats = {name: np.sum([np.asarray(r["test"]["confusion_matrix"]) for r in runs], axis=0)
             for name, runs in results.items() if all("confusion_matrix" in r["test"] for r in runs)}
     if mats and classes:
-        written.append(plot_confusions(mats, classes, out / "confusion.png"))
+        written.append(plot_confusions(mats, classes, out / "confusion.png", seeds={a: len(results[a]) for a in mats}))
     if sweep and sweep["points"]:
         label = {"mix.p_real": "p_real: share of real images per batch", "mix.add": "fakes added per class"}[sweep["key"]]
         written.append(plot_sweep(sweep["points"], out / "sweep.png", xlabel=label, baseline=sweep["baseline"],
@@ -455,14 +551,15 @@ def _json_safe(obj: Any) -> Any:
 
 
 def run_compare(cfg: Config) -> str:
-    """Write `<out_dir>/compare/table.{md,csv,json}` and the plots; return the Markdown table."""
+    """Write `<out_dir>/compare/table.{md,csv,json}` (table.md: the full table, its notes and sample quality) and the
+    plots; return what the terminal shows (`render_terminal`): the compact table and where the full one is."""
     p = paths(cfg)
     results, stale = collect_results(cfg)
     if not results and stale:
         raise StageError(f"every classifier run under '{p.clf}' was made by another config ({', '.join(stale[:3])}"
                          f"{' ...' if len(stale) > 3 else ''}); rerun `ganaug train-clf --force` or restore the config")
     if not results:
-        raise StageError(f"no finished classifier runs under '{p.clf}'; run `ganaug train-clf --config ...` first")
+        raise StageError(f"no finished classifier runs under '{p.clf}'; run `{command_line(cfg, 'ganaug train-clf')}` first")
     every = summarize(cfg, results)
     evaluations = load_quality(cfg)
     # Budgets: each arm's seeds, and each generator an arm draws fakes from, still improving at their end?
@@ -501,4 +598,4 @@ def run_compare(cfg: Config) -> str:
     }))
     if any(c["status"] == "violation" for c in checks):
         echo("compare: the protocol audit found violations; they are listed under the table")
-    return md
+    return render_terminal(cfg, rows, notes, checks, variance_note(cfg, results), out / "table.md", extra_rows, quality)

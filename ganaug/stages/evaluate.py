@@ -15,6 +15,7 @@ images only, labels each fake). Nothing here selects or trains anything on the t
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -240,10 +241,39 @@ def _filter_of(folder: Path) -> Optional[Dict[str, Any]]:
 def _closest_pairs(fakes: torch.Tensor, train: torch.Tensor, near: Neighbours, ts: List[Transform], path: Path,
                    k: int) -> None:
     """The k fakes nearest (in pixels, after alignment) to a training image, each beside that training image as it
-    matched (shifted or mirrored): a two-column grid."""
-    from torchvision.utils import save_image
+    matched (shifted or mirrored), laid out by `closest_pairs_grid`."""
+    from PIL import Image
 
-    order = torch.argsort(near.d1)[:k]
-    tiles = torch.stack([t for i in order.tolist()
-                         for t in (fakes[i], apply(train[int(near.index[i])][None], ts[int(near.transform[i])])[0])])
-    save_image(tiles.float() / 255.0, path, nrow=2, padding=1, pad_value=1.0)
+    order = torch.argsort(near.d1)[:k].tolist()
+    matched = torch.stack([apply(train[int(near.index[i])][None], ts[int(near.transform[i])])[0] for i in order])
+    grid = closest_pairs_grid(fakes[order], matched).permute(1, 2, 0).numpy()
+    Image.fromarray(grid[:, :, 0] if grid.shape[2] == 1 else grid).save(path)
+
+
+CLOSEST_MIN_SIDE = 64  # px: smaller images are enlarged, pixel for pixel, to at least this
+
+
+def closest_pairs_grid(fakes: torch.Tensor, matched: torch.Tensor, min_side: int = CLOSEST_MIN_SIDE) -> torch.Tensor:
+    """Pairs of uint8 images (k, C, H, W), fake on the left and its match on the right, as one uint8 image (C, H', W'):
+    about as many pairs per row as rows (so about twice as wide as tall), a wider white gap between pairs than within
+    one, and images under `min_side` pixels enlarged by a whole factor with nearest-neighbour (a 28-pixel digit is
+    drawn 84 pixels high, every pixel a 3 x 3 block)."""
+    k, c, h, w = fakes.shape
+    scale = max(1, -(-min_side // min(h, w)))
+    th, tw = h * scale, w * scale
+    per_row = max(1, math.ceil(math.sqrt(k)))
+    rows = math.ceil(k / per_row)
+    margin, inner, between, row_gap = 4, 2, max(8, tw // 4), max(4, th // 8)
+    pair_w = 2 * tw + inner
+    grid = torch.full((c, 2 * margin + rows * th + (rows - 1) * row_gap,
+                       2 * margin + per_row * pair_w + (per_row - 1) * between), 255, dtype=torch.uint8)
+
+    def big(img: torch.Tensor) -> torch.Tensor:
+        return img.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+
+    for i in range(k):
+        row, col = divmod(i, per_row)
+        y, x = margin + row * (th + row_gap), margin + col * (pair_w + between)
+        grid[:, y:y + th, x:x + tw] = big(fakes[i])
+        grid[:, y:y + th, x + tw + inner:x + pair_w] = big(matched[i])
+    return grid

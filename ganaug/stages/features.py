@@ -21,6 +21,7 @@ from ..classifiers.train import predict
 from ..config import Config, to_dict
 from ..data.images import image_hashes, to_float
 from ..data.mixing import EpochSampler
+from ..progress import bar as progress_bar
 from ..utils import Stats, atomic_write_json, preserve_rng, resolve_device, seed_everything
 from .common import (
     FEATURES,
@@ -38,16 +39,16 @@ from .common import (
 CHECKPOINT = "checkpoint.pt"
 
 
-def domain_checkpoint(cfg: Config, force: bool = False) -> Path:
+def domain_checkpoint(cfg: Config, force: bool = False, progress: bool = False) -> Path:
     """The domain extractor's checkpoint, trained first when it is missing or made by another config.
 
     Training it leaves every random stream as it found it: a GAN whose loop asks for it mid-setup trains the same.
     """
     with preserve_rng():
-        return _domain_checkpoint(cfg, force)
+        return _domain_checkpoint(cfg, force, progress)
 
 
-def _domain_checkpoint(cfg: Config, force: bool) -> Path:
+def _domain_checkpoint(cfg: Config, force: bool, progress: bool = False) -> Path:
     p = paths(cfg)
     folder = p.stage(FEATURES)
     todo = start_stage(cfg, FEATURES, force, quiet=True)
@@ -70,14 +71,15 @@ def _domain_checkpoint(cfg: Config, force: bool) -> Path:
     echo(f"features: training the domain extractor (small-cnn width {d.width}, {d.steps} steps) on the "
          f"{len(data.train.labels)} real training images only")
 
-    with building(folder) as out:
+    # The stats stream (metrics.jsonl and TensorBoard's event files) is closed before the folder is renamed.
+    with building(folder) as out, Stats(out / "metrics.jsonl") as stats:
         # Train on the training images alone, a fixed number of steps: no selection, so no validation image is used.
         # The images the loop draws from are hashed here, for the audit: what it trained on, not what it was meant to.
         images, labels = data.train.images, data.train.labels
         seen = trained_on(image_hashes(images), manifest, "stages.features (the domain extractor's loop)")
-        stats = Stats(out / "metrics.jsonl")
         model.train()
-        for step in range(1, d.steps + 1):
+        for step in progress_bar(range(1, d.steps + 1), total=d.steps, desc="features: domain extractor", unit="step",
+                                 disable=not progress, leave=False, mininterval=1.0):
             idx = sampler.next(d.batch_size)
             x, y = to_float(images[idx]).to(device), labels[idx].to(device)
             loss = F.cross_entropy(model(x), y)
@@ -86,10 +88,14 @@ def _domain_checkpoint(cfg: Config, force: bool) -> Path:
             opt.step()
             sched.step()
             stats.report("loss/train", loss)
-            if step % 100 == 0 or step == d.steps:
+            if step == d.steps:
+                # For context only (it selects nothing): how well it tells the real validation images' classes
+                # apart, after the last step; in the last row.
+                val_acc = float((predict(model, data.val.images, device=device, amp_dtype=None)
+                                 == data.val.labels).float().mean())
+                stats.tick(step=step, **{"acc/val": val_acc})
+            elif step % 100 == 0:
                 stats.tick(step=step)
-        # For context only (it selects nothing): how well it tells the real validation images' classes apart.
-        val_acc = float((predict(model, data.val.images, device=device, amp_dtype=None) == data.val.labels).float().mean())
         save_checkpoint(out / CHECKPOINT, {
             "kind": "classifier", "name": "small-cnn", "kwargs": kwargs, "state_dict": cpu_state(model), "optimizer": {},
             "step": d.steps, "rng": {}, "config": to_dict(cfg), "data_fingerprint": manifest["fingerprint"],

@@ -24,46 +24,67 @@ from .sweep import compare_all
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;
-     padding:0 1em;color:#222;line-height:1.45}
+     padding:0 1em;color:#222;line-height:1.45;overflow-wrap:break-word}
 h1{margin-bottom:.1em} h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
-.meta{color:#666;font-size:.9em} .scroll{overflow-x:auto}
-table.verdicts{font-size:1em} table.verdicts td:nth-child(2){text-align:left}
+.meta{color:#666;font-size:.9em} .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:.84em;margin:.6em 0}
+table.verdicts{font-size:.95em}
 th,td{border:1px solid #ccc;padding:.3em .55em;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;white-space:normal;vertical-align:bottom}
-td:first-child,td:nth-child(2),th:first-child,th:nth-child(2){text-align:left}
+th{background:#f3f3f3;white-space:normal;vertical-align:bottom;min-width:3em}
+td:first-child,th:first-child,td.verdict,th.verdict,td.wrap,th.wrap{text-align:left}
+td:first-child,th:first-child{position:sticky;left:0;z-index:1}
+td:first-child{background:#fff;white-space:normal;overflow-wrap:anywhere;min-width:6em;max-width:16em}
+td.verdict{white-space:normal;min-width:7em} td.wrap{white-space:normal;min-width:7em} td.wrap.num{text-align:right}
+.nw{white-space:nowrap}
 tr.baseline td{background:#f7f7ff}
 .better{color:#0a7a2f;font-weight:600} .worse{color:#b3261e;font-weight:600} .nodiff{color:#555}
 .ok{color:#0a7a2f} .violation{color:#b3261e;font-weight:700} .unverified{color:#a86b00;font-weight:600}
-figure{margin:1em 0} figure img{max-width:100%;height:auto;border:1px solid #eee}
+img{max-width:100%;height:auto}
+figure{margin:1em 0} figure img{border:1px solid #eee}
 img.grid{image-rendering:pixelated} figcaption{color:#555;font-size:.9em}
 pre{background:#f6f8fa;padding:1em;overflow:auto;font-size:.85em}
+@media (max-width:900px){body{margin:1em auto;padding:0 .6em} table{font-size:.75em} th,td{padding:.25em .3em}
+  table.verdicts{font-size:.85em}}
 """
 
 
-def _img(path: Path, caption: str, scale: int = 1) -> str:
-    """A figure with the PNG inline; sample grids are drawn `scale` times larger, pixel for pixel."""
+def _img(path: Path, caption: str, scale: int = 1, pixelated: bool = False) -> str:
+    """A figure with the PNG inline; sample grids are drawn `scale` times larger, pixel for pixel (and never wider
+    than the page: the browser then shrinks them, `pixelated` keeps their pixels square)."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    size = ""
+    size = ' class="grid"' if pixelated or scale > 1 else ""
     if scale > 1:
         with Image.open(path) as im:
-            size = f' class="grid" width="{im.width * scale}" height="{im.height * scale}"'
+            size += f' width="{im.width * scale}" height="{im.height * scale}"'
     return (f'<figure><img{size} alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
 def _verdict_class(v: str) -> str:
-    return {"better": "better", "worse": "worse"}.get(v, "nodiff")
+    """better / worse (with or without a budget flag after it), else the grey of everything else."""
+    return {"better": "better", "worse": "worse"}.get(v.split(" (")[0], "nodiff")
+
+
+def _verdict_first(cells: List[str]) -> List[str]:
+    """A row of the full table with its verdict (last) moved beside the arm's name, where no window hides it."""
+    return [cells[0], cells[-1]] + cells[1:-1]
 
 
 def _table(cfg: Config, rows: List[Dict[str, Any]]) -> str:
-    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in table_head(cfg))
+    """The full table: the arm, its verdict, then every number; wider than the window, it scrolls in its own box
+    with the arm's name held at the left."""
+    head = _verdict_first(table_head(cfg))
+    wrap = {head.index("training data")}
+    out = ['<div class="scroll"><table class="full"><thead><tr>'
+           + "".join(f'<th{" class=verdict" if i == 1 else " class=wrap" if i in wrap else ""}>{html.escape(h)}</th>'
+                     for i, h in enumerate(head))
            + "</tr></thead><tbody>"]
     for r in rows:
-        *cells, verdict = table_cells(r)
-        out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}">'
-                   + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-                   + f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td></tr>')
+        arm, verdict, *cells = _verdict_first(table_cells(r))
+        out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}"><td>{html.escape(arm)}</td>'
+                   f'<td class="verdict {_verdict_class(verdict)}">{html.escape(verdict)}</td>'
+                   + "".join(f'<td{" class=wrap" if i in wrap else ""}>{html.escape(c)}</td>'
+                             for i, c in enumerate(cells, start=2)) + "</tr>")
     out.append("</tbody></table></div>")
     return "\n".join(out)
 
@@ -72,16 +93,23 @@ def _verdicts(cfg: Config, rows: List[Dict[str, Any]]) -> str:
     """The first thing read: each arm's verdict and its paired difference, narrow enough for any window."""
     head = ["arm", "verdict", f"Δ acc vs {cfg.baseline_arm} (paired), {100 * cfg.compare.confidence:g}% CI",
             "test acc % (mean ± std)", "training data"]
-    out = ['<table class="verdicts"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    out = ['<div class="scroll"><table class="verdicts"><thead><tr>'
+           + "".join(f'<th{ {"verdict": " class=verdict", "training data": " class=wrap"}.get(h, "")}>{html.escape(h)}</th>'
+                     for h in head)
+           + "</tr></thead><tbody>"]
     for r in rows:
         cells = table_cells(r)
         verdict = cells[-1]
-        delta = "baseline" if r["is_baseline"] else f"{cells[-6]} {cells[-5]}"
+        # The difference and its interval may sit on two lines; neither breaks inside.
+        delta = "baseline" if r["is_baseline"] else (f'<span class="nw">{html.escape(cells[-6])}</span> '
+                                                     f'<span class="nw">{html.escape(cells[-5])}</span>')
         data = r["data"] + (f" ({r['generator']})" if r.get("generator") else "")
         out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}"><td>{html.escape(r["arm"])}</td>'
-                   f'<td class="{_verdict_class(verdict)}">{html.escape(verdict)}</td><td>{html.escape(delta)}</td>'
-                   f"<td>{html.escape(pct(r['acc_mean'], r['acc_std']))}</td><td>{html.escape(data)}</td></tr>")
-    out.append("</tbody></table>")
+                   f'<td class="verdict {_verdict_class(verdict)}">{html.escape(verdict)}</td>'
+                   f'<td class="wrap num">{delta}</td>'
+                   f"<td>{html.escape(pct(r['acc_mean'], r['acc_std']))}</td>"
+                   f'<td class="wrap">{html.escape(data)}</td></tr>')
+    out.append("</tbody></table></div>")
     return "\n".join(out)
 
 
@@ -99,15 +127,17 @@ def _quality(cfg: Config, table: Dict[str, Any]) -> List[str]:
             + "</tr></thead><tbody>"]
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        body.append("<tr>" + "".join(f'<td class="{"worse" if "COPIES?" in c else ""}">{html.escape(c)}</td>'
+        body.append("<tr>" + "".join(f'<td class="{"worse wrap" if "COPIES?" in c else ""}">{html.escape(c)}</td>'
                                      for c in cells) + "</tr>")
     body.append("</tbody></table></div>")
     parts = ["<h2>Sample quality</h2>", "\n".join(body)]
     parts += [f"<p>{html.escape(n)}</p>" for n in md[len(lines) + 3:] if n]
     p = paths(cfg)
     if (p.compare / "precision_recall.png").is_file():
-        parts.append(_img(p.compare / "precision_recall.png", "Precision against recall: each synthetic set overall and "
-                                                               "per class, beside the real training images (the floor)"))
+        parts.append(_img(p.compare / "precision_recall.png", "Precision against recall: each synthetic set overall "
+                          "(large marks) and per class (small), beside the floor: real held-out test images (the "
+                          "square). Both axes share one range, zoomed to the points when they sit away from 0 or 1; "
+                          "the plot's title then says where the axes run."))
     for e in evaluations:
         tag = rep_tag(Rep(e.get("generator"), e["gan_seed"]), e.get("family"))
         head = ["class", "FID", "floor FID", "precision", "recall", "density", "coverage", "copies (pixels)",
@@ -125,8 +155,8 @@ def _quality(cfg: Config, table: Dict[str, Any]) -> List[str]:
                      + "</tbody></table></div></details>")
         closest = p.evaluate(Rep(e.get("generator"), e["gan_seed"])) / "closest.png"
         if closest.is_file():
-            parts.append(_img(closest, f"The fakes nearest to a training image (in pixels){tag}: each fake (left) beside "
-                                       "that training image (right)", scale=2))
+            parts.append(_img(closest, f"The fakes nearest to a training image (in pixels){tag}, nearest first, row by row: "
+                                       "each fake (left) beside that training image as it matched (right)", pixelated=True))
     return parts
 
 
@@ -225,7 +255,8 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
     captions = {"accuracy.png": "Test accuracy per arm: each seed (faint), the mean and its confidence interval",
                 "sweep.png": "Test accuracy against the swept value, with the confidence band; the baseline for reference",
                 "val_curves.png": "Validation accuracy (real images only) over optimizer steps, mean and range over seeds",
-                "confusion.png": "Confusion matrices on the test set, summed over seeds, rows normalised to %"}
+                "confusion.png": "Confusion matrices on the test set: each arm's seeds summed, rows normalised to %; "
+                                 "n is the test images per seed"}
     for name in ["sweep.png", "accuracy.png", "val_curves.png", "confusion.png"]:  # precision_recall.png: above
         if name in table["plots"] and "experiments" not in table:
             body.append(_img(p.compare / name, captions[name]))
@@ -237,6 +268,8 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
     body += ["<h2>Every run</h2>", _runs_table(runs),
              "<h2>Config</h2>", f"<pre>{html.escape(yaml.safe_dump(to_dict(cfg), sort_keys=False))}</pre>"]
     page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+
             f"<title>{html.escape(cfg.name)} · ganaug report</title><style>{_CSS}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
     out = output or p.root / "report.html"

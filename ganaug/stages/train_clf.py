@@ -141,9 +141,9 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     test_reads = data.test.reads  # every read of the test images from here on is this run's (the audit expects one)
     # Under torchrun rank 0 alone writes; the other ranks train beside it (their checkpointer only joins stops).
     folder = building(run_dir, resume=ckpt is not None) if main else contextlib.nullcontext(partial_of(run_dir))
-    with folder as out, catch_stop() as stop:
+    # The stats stream (metrics.jsonl and TensorBoard's event files) is closed before the folder is renamed.
+    with folder as out, catch_stop() as stop, Stats(out / "metrics.jsonl" if main else None) as stats:
         # Train, selecting weights on the real validation set; resumable checkpoints as configured.
-        stats = Stats(out / "metrics.jsonl" if main else None)
         checkpointer = make_checkpointer(cfg, out, stop, {
             "kind": "classifier", "name": c.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": data.fingerprint, "fingerprint": fp, "stage_config": config, "classes": data.classes})

@@ -120,7 +120,8 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
     say(f"train-gan: {g.name}{' per class' if getattr(g, 'per_class', False) else ''}"
          f"{f' ({rep.generator})' if rep.generator else ''} seed {seed} on {len(data.train.labels)} images "
          f"({c}x{h}x{w}), {sizes} parameters, {f'{g.kimg:g} kimg' if g.kimg else f'{g.epochs} epochs'}"
-         f"{f', augment {augment}' if isinstance(g, GanConfig) else ''}, device {device}{', bf16' if amp_dtype else ''}"
+         f"{f', D augmentation {augment}' if isinstance(g, GanConfig) and augment not in (None, 'none') else ''}"
+         f", device {device}{', bf16' if amp_dtype else ''}"
          f"{f', {distributed.world()} processes' if distributed.world() > 1 else ''}")
     if ckpt is not None:
         say(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
@@ -133,8 +134,8 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
             "classes": data.classes, "shape": [int(c), int(h), int(w)], "generator": rep.generator}
     # Under torchrun rank 0 alone writes; the other ranks train beside it (their checkpointer only joins stops).
     folder = building(p.gan(rep), resume=ckpt is not None) if main else contextlib.nullcontext(partial_of(p.gan(rep)))
-    with folder as out, catch_stop() as stop:
-        stats = Stats(out / "metrics.jsonl" if main else None)
+    # The stats stream (metrics.jsonl and TensorBoard's event files) is closed before the folder is renamed.
+    with folder as out, catch_stop() as stop, Stats(out / "metrics.jsonl" if main else None) as stats:
         checkpointer = make_checkpointer(cfg, out, stop, meta)
         common = dict(images=data.train.images, labels=data.train.labels, num_classes=num_classes, epochs=g.epochs,
                       kimg=g.kimg, batch_size=g.batch_size, lr=g.lr, betas=(g.betas[0], g.betas[1]), ema_kimg=g.ema_kimg,
@@ -207,7 +208,7 @@ def make_evaluator(cfg: Config, data: Any, device: Any) -> Tuple[Callable[[nn.Mo
 
 def load_generator(path: Path) -> Tuple[nn.Module, Dict[str, Any]]:
     """The moving-average generator from a GAN checkpoint, rebuilt without the original config file."""
-    hint = "train one with `ganaug train-gan --config ...`"
+    hint = "train one with `ganaug train-gan -c CONFIG`"
     ckpt = load_checkpoint(path, "gan", hint)
     if ckpt.get("impl") == "official":  # G_ema of the official snapshot beside the checkpoint
         pkl = official_pkl(path, ckpt)
