@@ -223,9 +223,10 @@ def run_init(folder: Path, output: Optional[Path], force: bool = False, gpu: Opt
         tmp.unlink(missing_ok=True)
     atomic_write_text(out, text)
     smallest = s.smallest
-    summary = [f"{s.root}: {len(s.classes)} classes, {sum(s.counts.values())} readable images; smallest class "
-               f"'{smallest}' ({s.counts[smallest]}), largest '{max(s.classes, key=lambda c: s.counts[c])}' "
-               f"({max(s.counts.values())})"]
+    largest = max(s.classes, key=lambda c: s.counts[c])
+    sizes = (f"every class {s.counts[smallest]}" if s.counts[smallest] == s.counts[largest] else
+             f"smallest class '{smallest}' ({s.counts[smallest]}), largest '{largest}' ({s.counts[largest]})")
+    summary = [f"{s.root}: {len(s.classes)} classes, {sum(s.counts.values())} readable images; {sizes}"]
     if s.unreadable:
         summary.append(f"{len(s.unreadable)} unreadable file(s) will be skipped (data.bad_images: skip), e.g. "
                        f"{s.unreadable[0]}")
