@@ -70,19 +70,18 @@ class Estimate:
         return f"{self.what}: {fmt(self.bytes)} of {self.kind} (limit here {fmt(self.limit(root))})"
 
 
-def _manifest(cfg: Any) -> Optional[Dict[str, Any]]:
-    from .stages.common import paths
-
-    f = paths(cfg).manifest
+def _manifest(run: Any) -> Optional[Dict[str, Any]]:
+    f = run.manifest
     try:
         return json.loads(f.read_text()) if f.is_file() else None
     except (OSError, ValueError):
         return None
 
 
-def shape_and_classes(cfg: Any) -> Optional[tuple]:
-    """((C, H, W), class count, training images) from the split manifest; None before the split exists."""
-    m = _manifest(cfg)
+def shape_and_classes(run: Any) -> Optional[tuple]:
+    """((C, H, W), class count, training images) from the split manifest of `run` (a run folder's `RunPaths`); None
+    before the split exists."""
+    m = _manifest(run)
     if m is None:
         return None
     return tuple(m["shape"]), len(m["classes"]), sum(m["counts"]["train"].values()), m
@@ -93,9 +92,10 @@ def sample_count(cfg: Any, classes: int, train: int) -> int:
     return s.n_per_class * classes  # "real" proportions keep the same total
 
 
-def estimates(cfg: Any, stage: str) -> List[Estimate]:
-    """The estimates of one stage ("sample", "train-clf", "evaluate") from the config and the split manifest."""
-    info = shape_and_classes(cfg)
+def estimates(cfg: Any, stage: str, run: Any) -> List[Estimate]:
+    """The estimates of one stage ("sample", "train-clf", "evaluate") from the config and the split manifest of `run`
+    (the run folder's `RunPaths`, passed in by the caller: this module sits below the stages and imports none)."""
+    info = shape_and_classes(run)
     if info is None:
         return []
     (c, h, w), k, n_train, manifest = info
@@ -133,12 +133,11 @@ def estimates(cfg: Any, stage: str) -> List[Estimate]:
     return out
 
 
-def check(cfg: Any, stage: str) -> None:
-    """A one-line error when an estimate of `stage` exceeds what this machine has; else nothing."""
-    from .stages.common import paths
-
-    root = paths(cfg).root
-    for e in estimates(cfg, stage):
+def check(cfg: Any, stage: str, run: Any) -> None:
+    """A one-line error when an estimate of `stage` exceeds what this machine has; else nothing. `run`: the run
+    folder's `RunPaths`."""
+    root = run.root
+    for e in estimates(cfg, stage, run):
         limit = e.limit(root)
         if e.bytes <= limit:
             continue
@@ -164,14 +163,12 @@ def check_decoded(n: int, channels: int, size: int, root: Path) -> None:
                   limit, "RAM", fits if 4 <= fits < size else None)
 
 
-def plan_lines(cfg: Any) -> List[str]:
-    """What --dry-run prints: each stage's estimates (once the split exists)."""
-    from .stages.common import paths
-
-    root = paths(cfg).root
+def plan_lines(cfg: Any, run: Any) -> List[str]:
+    """What --dry-run prints: each stage's estimates (once the split exists). `run`: the run folder's `RunPaths`."""
+    root = run.root
     lines = []
     for stage in ("sample", "train-clf", "evaluate"):
-        for e in estimates(cfg, stage):
+        for e in estimates(cfg, stage, run):
             lines.append(f"  memory     {stage:10s} {e.line(root)}")
     if not lines:
         lines.append("  memory     (estimated once the split exists: run `ganaug split`)")

@@ -18,6 +18,7 @@ from ganaug.data.mixing import BatchSource
 from ganaug.data.synthetic import read_synthetic
 from ganaug.errors import ConfigError
 from ganaug.memory import check, estimates
+from ganaug.stages.common import paths
 
 from .conftest import invoke, tiny_config, write_yaml
 
@@ -71,14 +72,15 @@ def test_the_estimates_name_the_key_and_suggest_what_fits(sampled: Path, monkeyp
     cfg = load_config(sampled, ["sample.n_per_class=10000000"])
     monkeypatch.setattr(memory, "available_ram", lambda: 10**8)  # 100 MB of RAM
     with pytest.raises(ConfigError) as e:
-        check(cfg, "train-clf")
+        check(cfg, "train-clf", paths(cfg))
     msg = str(e.value)
     assert "'sample.n_per_class' is 10,000,000" in msg and "a classifier run's labels and index orders" in msg
     fits = int(msg.split("sample.n_per_class: ")[1].split(" would fit")[0].replace(",", ""))
     assert 0 < fits < 10_000_000
-    check(load_config(sampled, [f"sample.n_per_class={fits}"]), "train-clf")  # the suggestion does fit
-    assert {e.kind for e in estimates(cfg, "sample")} == {"disk", "RAM"}
-    assert "memory     sample" in "\n".join(memory.plan_lines(cfg))
+    fitting = load_config(sampled, [f"sample.n_per_class={fits}"])
+    check(fitting, "train-clf", paths(fitting))  # the suggestion does fit
+    assert {e.kind for e in estimates(cfg, "sample", paths(cfg))} == {"disk", "RAM"}
+    assert "memory     sample" in "\n".join(memory.plan_lines(cfg, paths(cfg)))
 
 
 @pytest.mark.parametrize("count", ["0", "-5"])

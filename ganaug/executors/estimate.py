@@ -154,8 +154,9 @@ class Sizes:
 def data_sizes(sub: Any) -> Sizes:
     """The split's sizes from its manifest, or, before the split exists, a guess from the config and the source."""
     from ..memory import shape_and_classes
+    from ..stages.common import paths
 
-    info = shape_and_classes(sub)
+    info = shape_and_classes(paths(sub))
     if info is not None:
         (c, h, w), k, n_train, m = info
         counts = m.get("counts", {})

@@ -222,7 +222,7 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False) 
         elif kind == "train-gan":
             # What the later stages will take, now: an absurd count stops here, before the GAN trains.
             for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
-                memory.check(cfg, stage)
+                memory.check(cfg, stage, paths(cfg))
             run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
         elif kind == "sample":
             run_sample(cfg, force=force, reps=[rep])

@@ -69,7 +69,7 @@ def run_evaluate(cfg: Config, force: bool = False, reps: Optional[Sequence[Rep]]
     the closest-pairs grid."""
     reps = cfg.replicates if reps is None else list(reps)
     if force or not all(up_to_date(cfg, EVALUATE, rep) for rep in reps):
-        memory.check(cfg, "evaluate")
+        memory.check(cfg, "evaluate", paths(cfg))
         for rep in reps:
             require_stage(cfg, SAMPLES, rep)
         if cfg.evaluate.features != "domain":  # a missing or wrong network file is said before any work

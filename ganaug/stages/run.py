@@ -69,6 +69,6 @@ def plan(cfg: Config) -> List[str]:
         expected = estimate(cfg, cells, {c.id: c.state() for c in cells})
     except Exception as e:  # noqa: BLE001 - the plan is shown without times rather than not at all
         return (describe_graph(cfg, cells) + [f"  time       no estimate ({type(e).__name__}: {e})"]
-                + memory.plan_lines(cfg))
+                + memory.plan_lines(cfg, paths(cfg)))
     return (describe_graph(cfg, cells, estimates=expected.cells) + [f"  time       {expected.line()}"]
-            + memory.plan_lines(cfg))
+            + memory.plan_lines(cfg, paths(cfg)))

@@ -50,7 +50,7 @@ def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
         return out_dir
     fp, config = todo
     started = time.time()
-    memory.check(cfg, "sample")  # a count with a zero too many stops here, before anything is allocated
+    memory.check(cfg, "sample", paths(cfg))  # a count with a zero too many stops here, before anything is allocated
     require_stage(cfg, GAN, rep)
     G, ckpt = load_generator(ckpt_path)
     made_by = ckpt.get("fingerprint")  # absent in checkpoints written before it was recorded

@@ -78,7 +78,7 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
         return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
     # Load data once: the split, and the synthetic set if any arm needs it (memory-mapped, shared between runs).
-    memory.check(cfg, "train-clf")
+    memory.check(cfg, "train-clf", paths(cfg))
     data, _ = load_split_data(cfg)
     fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor]] = {}
     for rep in sorted({cfg.rep_of(arm, seed) for arm, seed, _ in todo if arm.uses_synthetic},
