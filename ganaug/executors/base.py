@@ -44,6 +44,22 @@ def log_path(out_dir: str, cell_id: str) -> Path:
     return Path(out_dir) / "logs" / (file_stem(cell_id) + ".log")
 
 
+def cell_cost(threads: int, capacity: Optional[int]) -> int:
+    """The CPUs the scheduler counts for a cell while it runs: its threads, at most the capacity (so a wide cell
+    still runs, alone); 0 where the engine queues cells itself (no capacity)."""
+    return min(threads, capacity) if capacity else 0
+
+
+def admits(busy: bool, used: int, cost: int, capacity: Optional[int], running: int = 0,
+           slots: Optional[int] = None) -> bool:
+    """Whether the next ready cell starts now: always when nothing else runs or starts; else when its cost fits the
+    capacity beside the `used` CPUs and (where the executor has `slots`) a slot is free. The scheduler's rule, and
+    the one `--dry-run`'s time estimate simulates."""
+    if not busy:
+        return True
+    return not (capacity and used + cost > capacity) and not (slots and running >= slots)
+
+
 class Executor:
     """Submit cells, wait for some to finish, cancel the rest. Handles are whatever the engine returns."""
 
@@ -79,9 +95,8 @@ class Executor:
         return f"{self.gen_threads()} torch thread(s) per generator cell, {self.cfg.executor.clf_threads} per classifier cell"
 
     def cost(self, cell: Any) -> int:
-        """The CPUs the scheduler counts for a cell while it runs: its threads, at most the capacity (so a wide cell
-        still runs, alone); 0 where the engine queues cells itself."""
-        return min(self.cell_threads(cell), self.capacity) if self.capacity else 0
+        """The CPUs the scheduler counts for a cell while it runs (see `cell_cost`)."""
+        return cell_cost(self.cell_threads(cell), self.capacity)
 
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
         """What a worker gets: the cell's spec, its threads, its log file and its progress file (none under --quiet)."""

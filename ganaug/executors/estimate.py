@@ -24,6 +24,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 from .. import progress
 from ..progress import fmt_seconds
+from .base import admits, cell_cost
 
 BENCH_FILE = "benchmark.json"
 BENCH_VERSION = 1
@@ -82,7 +83,7 @@ class Shape:
         return self.clf_threads if kind == "train-clf" else self.gen_threads
 
     def cost(self, kind: str) -> int:
-        return min(self.threads(kind), self.capacity) if self.capacity else 0
+        return cell_cost(self.threads(kind), self.capacity)
 
     def describe(self) -> str:
         if self.slots == 1:
@@ -122,8 +123,7 @@ def makespan(cells: List[Any], seconds: Dict[str, float], shape: Shape, done: It
                 pending.remove(c)
         while queue:
             cost = shape.cost(queue[0].kind)
-            if active and ((shape.capacity and used + cost > shape.capacity)
-                           or (shape.slots and len(active) >= shape.slots)):
+            if not admits(bool(active), used, cost, shape.capacity, len(active), shape.slots):
                 break
             c = queue.pop(0)
             active[c.id] = now + max(0.0, seconds.get(c.id, 0.0))

@@ -14,6 +14,7 @@ from .. import progress
 from ..errors import StageError
 from ..provenance import environment
 from ..utils import atomic_write_json
+from .base import admits
 from .estimate import Eta, Plan, Shape
 
 
@@ -152,7 +153,7 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
             ready = []
             while queue:  # as many as fit in the capacity; one always runs (a cell as wide as the machine runs alone)
                 cost = executor.cost(queue[0])
-                if (running or ready) and used + cost > (executor.capacity or 0):
+                if not admits(bool(running or ready), used, cost, executor.capacity):
                     break
                 ready.append(queue.pop(0))
                 used += cost
