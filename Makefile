@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default stylegan2 report lint bench bench-stylegan2 resume-check clean
+.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-stylegan2 resume-check clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -26,7 +26,13 @@ report:  ## the default experiment, then its HTML report (runs/mnist5k-cgan/repo
 	ganaug report --config configs/mnist5k-cgan.yaml
 
 lint:
-	$(PY) -m ruff check ganaug tests scripts
+	$(PY) -m ruff check ganaug tests scripts docs
+
+docs:  ## the docs site into site/; --strict: a broken link or anchor fails (as in CI)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+docs-serve:  ## the docs site at http://127.0.0.1:8000, rebuilt as you edit
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
 bench:  ## per-step timings of the GAN and classifier per precision setting on this device
 	$(PY) scripts/bench_steps.py
@@ -38,4 +44,4 @@ resume-check:  ## kill the default's GAN training with SIGKILL at a random step,
 	$(PY) scripts/kill_resume.py --config configs/mnist5k-cgan.yaml --every 200 --reference runs/mnist5k-cgan
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs site .pytest_cache

@@ -7,14 +7,18 @@ import json
 import os
 import shlex
 import sys
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Tuple
 
 import click
 import yaml
 
-from . import __version__
-from .config import AUGMENT_KINDS, EXECUTORS, Config, load_config, parse_arm_shorthand, to_dict, validate_executor
+from . import __version__, config
+from .config.execution import EXECUTORS
+from .config.sections import AUGMENT_KINDS
 from .errors import ConfigError, GanaugError, Interrupted
+
+if TYPE_CHECKING:  # the config's models import every generator family, and with them torch: `ganaug list` does not
+    from .config import Config
 
 
 class _Group(click.Group):
@@ -114,7 +118,7 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
             force_: bool = kwargs.pop("force", False)
             progress_: Optional[bool] = kwargs.pop("progress", None)
             if quiet:
-                os.environ["GANAUG_QUIET"] = "1"  # read by stages.common.quiet(), here and in every worker
+                os.environ["GANAUG_QUIET"] = "1"  # read by progress.quiet(), here and in every worker
                 progress_ = False
             if sweep_spec is not None:
                 key, sep, spec = sweep_spec.partition("=")
@@ -122,7 +126,7 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
                     raise ConfigError(f"--sweep '{sweep_spec}' must look like KEY=SPEC, e.g. --sweep mix.p_real=0:1:0.1")
                 # The spec stays a string: YAML would read 0:1:0.1 as a base-60 number.
                 overrides = overrides + (f"sweep.key={key.strip()}", "sweep.values=" + json.dumps(spec.strip()))
-            cfg = load_config(config_path, overrides)
+            cfg = config.load_config(config_path, overrides)
             ctx = click.get_current_context()
             if check is not None:
                 check(cfg, **kwargs)
@@ -136,7 +140,7 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
                 if kwargs.get("executor"):  # run --executor: the plan names the executor it would use
                     cfg.executor.name = kwargs["executor"]
 
-                click.echo(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+                click.echo(yaml.safe_dump(config.to_dict(cfg), sort_keys=False).rstrip())
                 click.echo("\n".join(plan(cfg)))
                 return
             if force_ and kwargs.get("resume"):
@@ -144,7 +148,7 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
             import contextlib
 
             from . import distributed
-            from .stages.common import run_lock
+            from .stages.locks import run_lock
 
             if distributed.world() > 1 and ctx.info_name not in ("train-gan", "train-clf"):
                 raise ConfigError(f"`ganaug {ctx.info_name}` runs on one process; under torchrun use train-gan or train-clf "
@@ -191,7 +195,7 @@ def _warn_thin(config_path: str, overrides: Sequence[str], cfg: Config, dry_run:
     """A config that would train only the real-only baseline says so instead of running silently; its plan also says
     when one seed leaves the table without spread or test."""
     from .config import read_yaml
-    from .stages.common import echo
+    from .progress import echo
 
     raw = read_yaml(config_path) or {}
     said = {o.split("=", 1)[0].strip() for o in overrides}
@@ -202,7 +206,8 @@ def _warn_thin(config_path: str, overrides: Sequence[str], cfg: Config, dry_run:
         echo(f"warning: {config_path} has one seed: the table has no spread and no test; set seeds: [0, 1, 2, 3, 4]")
 
 
-ORDER = ["init", "split", "train-gan", "sample", "evaluate", "train-clf", "compare", "report", "run", "export", "list"]
+ORDER = ["init", "split", "train-gan", "sample", "evaluate", "train-clf", "compare", "report", "run", "export", "list",
+         "schema"]
 
 
 class _Commands(_Group):
@@ -350,9 +355,9 @@ def _one_arm_or_arms(cfg: Config, data: Optional[str] = None, mix: Optional[str]
     if data is not None or mix is not None or augment is not None:
         if arm_names:
             raise ConfigError("--arm picks arms of the config; it cannot be combined with --data/--mix/--augment")
-        arm = parse_arm_shorthand(data, mix, augment, generator, cfg.generators)
+        arm = config.parse_arm_shorthand(data, mix, augment, generator, cfg.generators)
         # The same arm as one the config lists (its keys, not its name)? Then that one: no second copy to train.
-        same = [a for a in cfg.all_arms if {**to_dict(a), "name": None} == {**to_dict(arm), "name": None}]
+        same = [a for a in cfg.all_arms if {**config.to_dict(a), "name": None} == {**config.to_dict(arm), "name": None}]
         return [same[0] if same else arm]
     if generator is not None:
         raise ConfigError("--generator names whose fakes the one arm of --data/--mix uses; give --data or --mix too")
@@ -482,7 +487,7 @@ def run(cfg: Config, force: bool, progress: bool, executor: Optional[str]) -> No
 
     if executor is not None:
         cfg.executor.name = executor
-        validate_executor(cfg.executor)
+        config.validate_executor(cfg.executor)
     click.echo(run_all(cfg, force=force, progress=progress), nl=False)
 
 
@@ -525,9 +530,32 @@ def list_cmd() -> None:
     click.echo("\n".join(lines))  # one write: `ganaug list | head` sees no broken pipe
 
 
+@main.command("schema")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Write the schema to this file (atomically) instead of printing it.")
+def schema_cmd(output: Optional[str]) -> None:
+    """The JSON Schema of a config file: editors complete and check keys with it. A config that starts with
+    `# yaml-language-server: $schema=PATH` is checked as it is typed (VS Code's YAML extension, Neovim, ...).
+
+    \b
+    Examples:
+      ganaug schema -o ganaug.schema.json
+      ganaug schema | python -m json.tool | less
+    """
+    from .config import schema_text
+
+    if output is None:
+        click.echo(schema_text(), nl=False)
+        return
+    from .utils import atomic_write_text
+
+    atomic_write_text(output, schema_text())
+    click.echo(f"wrote {output}")
+
+
 def _save(cfg: Config) -> None:
     from . import distributed
-    from .stages.common import save_run_config
+    from .stages.records import save_run_config
 
     if distributed.is_main():  # under torchrun, rank 0 alone writes
         save_run_config(cfg)

@@ -7,6 +7,8 @@ writes that file instead, atomically and at most once a second: step, total, uni
 reads those files while it waits and draws one display (`Display`): a bar per running cell with its rate and time
 left, and the run's cells with the run's time left. Every worker sees the run folder, so the feed is the same on
 every executor.
+
+Progress lines for people (`echo`) go to stderr; `quiet()` says whether `--quiet` turned them (and the bars) off.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Text
 from tqdm import tqdm
 
 PROGRESS_DIR = "progress"  # under <out_dir>/logs/
+
+
+def quiet() -> bool:
+    """`--quiet` (or GANAUG_QUIET=1, which workers inherit): progress lines and bars are off; warnings, errors and
+    the table stay."""
+    return os.environ.get("GANAUG_QUIET", "") not in ("", "0")
+
+
+def echo(msg: str) -> None:
+    """Progress lines for people go to stderr; tables go to stdout. A warning prints even under --quiet."""
+    if quiet() and not msg.lstrip().lower().startswith("warning"):
+        return
+    print(msg, file=sys.stderr, flush=True)
 
 
 def seconds_between_writes() -> float:

@@ -39,7 +39,7 @@ if mode == "split":
         pass
 else:
     from ganaug.config import load_config
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
     c = load_config(cfg)
     t1 = time.time()
     data, _ = load_split_data(c)

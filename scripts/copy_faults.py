@@ -57,7 +57,7 @@ def main() -> int:
     from ganaug.cli import main as main_cli
     from ganaug.config import load_config
     from ganaug.data.synthetic import read_synthetic
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     cfg = load_config(args.config)
     root = Path(cfg.out_dir)

@@ -60,7 +60,7 @@ def test_resnet18_starts_from_a_local_weights_file(config_file: Path, tmp_path: 
 def test_the_weights_file_is_part_of_the_fingerprint(config_file: Path, tmp_path: Path) -> None:
     import torchvision
 
-    from ganaug.stages.common import clf_fingerprint
+    from ganaug.stages.records import clf_fingerprint
 
     path = tmp_path / "w.pt"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
@@ -174,7 +174,8 @@ def test_the_minimal_detectable_difference_matches_statsmodels(n: int, alpha: fl
 
 
 def test_the_table_says_what_no_detectable_difference_rules_out(config_file: Path) -> None:
-    from ganaug.stages.compare import summarize, table_notes
+    from ganaug.stages.compare import summarize
+    from ganaug.stages.table import table_notes
 
     cfg = load_config(config_file, ["arms=[{name: real, data: real}, {name: aug, data: real, augment: classic}]"])
 

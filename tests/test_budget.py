@@ -14,7 +14,7 @@ import yaml
 
 from ganaug.config import Rep, load_config
 from ganaug.stages import run_compare
-from ganaug.stages.common import paths
+from ganaug.stages.layout import paths
 
 from .conftest import finished_run, make_folder, tiny_config, write_yaml
 
@@ -50,7 +50,7 @@ OFFSETS = [-0.03, -0.015, 0.0, 0.015, 0.03]  # five seeds' levels, -3..+3 points
 
 
 def test_identical_rising_curves_are_flagged_whatever_the_seeds_levels(tmp_path: Path) -> None:
-    from ganaug.stages.compare import budget_flags
+    from ganaug.stages.budget import budget_flags
 
     results = {"rising": [_clf_run(tmp_path, "rising", s, _flat_then_up(0.80 + o, 0.02)) for s, o in enumerate(OFFSETS)],
                "flat": [_clf_run(tmp_path, "flat", s, _flat_then_up(0.80 + o, 0.0)) for s, o in enumerate(OFFSETS)],

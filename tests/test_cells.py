@@ -337,7 +337,7 @@ def test_a_failure_skips_only_what_depends_on_it(tmp_path: Path, image_folder: P
 
 
 def _hold(folder: str, ready: Any, seconds: float) -> None:
-    from ganaug.stages.common import cell_lock
+    from ganaug.stages.locks import cell_lock
 
     with cell_lock(Path(folder)):
         ready.set()
@@ -345,7 +345,7 @@ def _hold(folder: str, ready: Any, seconds: float) -> None:
 
 
 def test_cell_lock_waits_for_its_holder_and_is_free_when_the_holder_dies(tmp_path: Path) -> None:
-    from ganaug.stages.common import cell_lock
+    from ganaug.stages.locks import cell_lock
 
     folder = tmp_path / "clf" / "real" / "seed-0"
     ctx = multiprocessing.get_context("spawn")

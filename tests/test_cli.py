@@ -10,7 +10,7 @@ import yaml
 from ganaug.config import load_config
 from ganaug.data.synthetic import load_synthetic
 from ganaug.errors import CheckpointError
-from ganaug.stages.common import load_split_data
+from ganaug.stages.split import load_split_data
 from ganaug.stages.train_gan import load_generator
 from ganaug.utils import read_jsonl
 

@@ -23,7 +23,7 @@ from ganaug.cli import main
 from ganaug.config import Config, load_config
 from ganaug.metrics.stats import holm, mean_ci, paired_test
 from ganaug.stages import run_all, run_compare, run_report
-from ganaug.stages.compare import table_cells, variance_note
+from ganaug.stages.table import table_cells, variance_note
 
 from .conftest import make_folder, rewrite_synthetic, tiny_config, write_yaml
 

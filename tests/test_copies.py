@@ -40,7 +40,7 @@ def _with_fakes(finished: Path, tmp: Path, edit: Callable[[torch.Tensor, torch.T
     """A copy of the finished run whose synthetic set is `edit(images, labels, train)` (its stage record's hashes
     updated, as a sampler that made them would write them), evaluated again."""
     from ganaug.data.synthetic import read_synthetic
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     shutil.copytree(load_config(finished).out_dir, tmp / "run")
     cfg = load_config(finished, [f"out_dir={tmp / 'run'}", *overrides])

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ganaug.executors import local
-from ganaug.stages.common import cell_lock
+from ganaug.stages.locks import cell_lock
 
 from .conftest import invoke, ok, tiny_config, write_yaml
 

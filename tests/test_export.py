@@ -18,7 +18,7 @@ from ganaug.config import Rep, load_config
 from ganaug.data.synthetic import read_synthetic
 from ganaug.errors import ConfigError
 from ganaug.stages import export as export_stage
-from ganaug.stages.common import load_split_data
+from ganaug.stages.split import load_split_data
 
 from .conftest import CLASSES, make_folder, ok, tiny_config, write_yaml
 

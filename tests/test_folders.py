@@ -130,7 +130,7 @@ def test_later_stages_load_the_decoded_folder_from_the_cache_and_catch_changed_f
     caches = list((tmp_path / "run" / "split" / "cache").glob("imagefolder-*.pt"))
     assert len(caches) == 1
     from ganaug.config import load_config
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     c = load_config(cfg)
     calls = []

@@ -121,7 +121,7 @@ def test_two_generators_train_sample_evaluate_and_compare_side_by_side(tmp_path:
 
 def test_the_audit_checks_every_generator(tmp_path: Path, image_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from ganaug.stages import train_gan as gan_stage
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     cfg = write_yaml(tmp_path / "two.yaml", two_generators(tmp_path, image_folder))
     ok("split", "--config", str(cfg))

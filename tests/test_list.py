@@ -87,7 +87,7 @@ def test_list_names_every_arm_kind_augmentation_and_executor(listed: Dict[str, D
     arms = listed["arm kinds (arms: data, mix)"]
     data_kinds = typing.get_args(typing.get_type_hints(ArmConfig)["data"])
     assert {k.split()[0] for k in arms} == set(data_kinds)
-    assert {k.split()[1].split("=")[0] for k in arms if " " in k} == set(MixConfig.__dataclass_fields__)
+    assert {k.split()[1].split("=")[0] for k in arms if " " in k} == set(MixConfig.model_fields)
     augmentations = listed["augmentations (arms: augment, label_mix)"]
     label_mix = typing.get_args(typing.get_args(typing.get_type_hints(ArmConfig)["label_mix"])[0])
     assert list(augmentations) == [*AUGMENT_KINDS, *label_mix]

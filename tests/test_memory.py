@@ -18,7 +18,7 @@ from ganaug.data.mixing import BatchSource
 from ganaug.data.synthetic import read_synthetic
 from ganaug.errors import ConfigError
 from ganaug.memory import check, estimates
-from ganaug.stages.common import paths
+from ganaug.stages.layout import paths
 
 from .conftest import invoke, tiny_config, write_yaml
 

@@ -24,7 +24,8 @@ import torch
 import yaml
 from PIL import Image
 
-import ganaug.gans.official as official
+import ganaug.gans.official.generator as official_generator
+import ganaug.gans.official.training as official_training
 from ganaug.data.images import image_hashes
 from ganaug.errors import StageError
 from ganaug.gans.official import (
@@ -115,7 +116,7 @@ def stub_repo(tmp_path: Path) -> Path:
 
 @pytest.fixture(autouse=True)
 def fast_polling(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(official, "POLL_SECONDS", 0.02)
+    monkeypatch.setattr(official_training, "POLL_SECONDS", 0.02)
 
 
 def gan_cfg(**kw: Any) -> SimpleNamespace:
@@ -174,7 +175,7 @@ def test_export_writes_the_training_images_only_in_the_official_format(config_fi
     assert sorted(images) == names and [i.filename for i in infos] == names + ["dataset.json"]
     manifest = json.loads((tmp_path / "run" / "split" / "manifest.json").read_text())
     from ganaug.config import load_config
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     data, _ = load_split_data(load_config(config_file))
     assert meta["labels"] == [[n, int(y)] for n, y in zip(names, data.train.labels)]
@@ -300,7 +301,7 @@ def test_resume_goes_on_from_the_newest_complete_snapshot(stub_repo: Path, tmp_p
     assert [r["augment/p"] for r in rows][3:] == pytest.approx([0.04, 0.05, 0.06])
     assert res.resumed_from == point.pkl and res.kimg == 16 and res.pkl.parent.name.startswith("00001-")
     log = (out / "train.log").read_text()
-    assert log.count("# ganaug ") == 2 and "_official_launcher.py" in log
+    assert log.count("# ganaug ") == 2 and "_launcher.py" in log
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -354,7 +355,7 @@ def test_a_swapped_official_snapshot_is_refused_before_it_is_unpickled(stub_repo
     ckpt = torch.load(gan / "checkpoint.pt", weights_only=True)
     assert ckpt["fingerprint"] == rec["fingerprint"] and ckpt["stage_config"] == rec["config"]
     opened = []
-    monkeypatch.setattr(official, "_import_legacy", lambda repo: opened.append(repo))
+    monkeypatch.setattr(official_generator, "_import_legacy", lambda repo: opened.append(repo))
     (gan / "network-final.pkl").write_bytes(b"not the snapshot train.py wrote")
     line = one_line_error(invoke("sample", *c), "network-final.pkl", "changed on disk")
     assert not opened and not (tmp_path / "run" / "samples").exists(), line

@@ -206,7 +206,7 @@ def test_a_failed_cell_is_said_even_when_quiet(tmp_path: Path, image_folder: Pat
 
 
 def test_the_schedule_counts_the_executors_parallelism() -> None:
-    from ganaug.executors.estimate import Shape, makespan
+    from ganaug.executors.makespan import Shape, makespan
 
     class C:
         def __init__(self, id: str, kind: str, deps: tuple = ()):

@@ -8,7 +8,6 @@ answer must be exit status 0, or 2 with exactly one `error: ` line and no traceb
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ import yaml
 from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from ganaug.cli import main
 from ganaug.config import Config, config_from_dict, fingerprint, load_config, to_dict
@@ -35,20 +35,36 @@ SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scope
 # The schema's key paths, as --set writes them (list items by index: arms.0.mix.p_real).
 
 
+def _plain(tp: Any) -> Any:
+    """A type without Annotated metadata (validators, the generator union's tags and discriminator)."""
+    if typing.get_origin(tp) is typing.Annotated:
+        return _plain(typing.get_args(tp)[0])
+    if typing.get_origin(tp) is Union:
+        return Union[tuple(_plain(a) for a in typing.get_args(tp))]
+    if typing.get_origin(tp) is list:
+        return List[_plain(typing.get_args(tp)[0])]
+    if typing.get_origin(tp) is dict:
+        return Dict[str, _plain(typing.get_args(tp)[1])]
+    return tp
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
 def key_types(cls: type = Config, prefix: str = "") -> Dict[str, Any]:
-    """Every key path of the schema -> its type hint."""
+    """Every key path of the schema -> its type hint (a generator section: every family's keys)."""
     out: Dict[str, Any] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        path = prefix + f.metadata.get("key", f.name)
-        tp = out[path] = hints[f.name]
+    for name, f in cls.model_fields.items():
+        path = prefix + (f.alias or name)
+        tp = out.setdefault(path, _plain(f.annotation))
         for a in typing.get_args(tp) if typing.get_origin(tp) is Union else (tp,):
-            if dataclasses.is_dataclass(a):
+            if _is_model(a):
                 out.update(key_types(a, path + "."))
             elif typing.get_origin(a) is list:
                 (item,) = typing.get_args(a)
                 out[path + ".0"] = out[path + ".1"] = item
-                if dataclasses.is_dataclass(item):
+                if _is_model(item):
                     out.update(key_types(item, path + ".0."))
                     out.update(key_types(item, path + ".4."))
     return out
@@ -99,7 +115,7 @@ def typed_values(tp: Any) -> st.SearchStrategy[Any]:
         return st.sampled_from(typing.get_args(tp))
     if origin is list:
         return st.lists(typed_values(typing.get_args(tp)[0]), min_size=1, max_size=3)
-    if dataclasses.is_dataclass(tp):
+    if _is_model(tp):
         return st.just({})
     return {
         type(None): st.none(),

@@ -208,7 +208,7 @@ def _configs() -> List[Path]:
 
 @pytest.mark.parametrize("path", _configs(), ids=lambda p: str(p.relative_to(REPO / "configs")))
 def test_strict_changes_no_fingerprint(path: Path) -> None:
-    from ganaug.stages.common import EVALUATE, FEATURES, GAN, SAMPLES, SPLIT, clf_fingerprint, stage_fingerprint
+    from ganaug.stages.records import EVALUATE, FEATURES, GAN, SAMPLES, SPLIT, clf_fingerprint, stage_fingerprint
 
     default, strict = load_config(path), load_config(path, ["reproducible=strict"])
     assert strict.reproducible == "strict"

@@ -144,7 +144,7 @@ def test_a_set_of_jittered_training_copies_is_flagged_and_the_gans_is_not(evalua
 
     shutil.copytree(src.out_dir, tmp_path / "run")
     cfg = load_config(evaluated, [f"out_dir={tmp_path / 'run'}"])
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     data, _ = load_split_data(cfg)
     from ganaug.data.synthetic import read_synthetic

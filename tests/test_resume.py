@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from ganaug.checkpoint import Checkpointer
-from ganaug.stages.common import run_lock
+from ganaug.stages.locks import run_lock
 from ganaug.utils import read_jsonl
 
 from .conftest import invoke, make_folder, ok, tiny_config, write_yaml

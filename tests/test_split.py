@@ -70,11 +70,11 @@ def test_fraction_and_test_per_class() -> None:
 
 def test_shrink_one_class_by_name_or_index() -> None:
     for cls in (1, "c1"):
-        m = make_split(imageset(), SplitConfig(n_per_class=10, val_per_class=3, shrink=ShrinkConfig(cls, 0.2)), DATA)
+        m = make_split(imageset(), SplitConfig(n_per_class=10, val_per_class=3, shrink=ShrinkConfig(class_=cls, keep=0.2)), DATA)
         assert m["counts"]["train"] == {"c0": 10, "c1": 2, "c2": 10}
         assert m["counts"]["val"] == {"c0": 3, "c1": 3, "c2": 3}  # validation stays balanced
     with pytest.raises(DataError, match="no class 'zebra'"):
-        make_split(imageset(), SplitConfig(n_per_class=5, shrink=ShrinkConfig("zebra", 0.5)), DATA)
+        make_split(imageset(), SplitConfig(n_per_class=5, shrink=ShrinkConfig(class_="zebra", keep=0.5)), DATA)
 
 
 def test_asking_for_more_than_a_class_holds_says_how_many_it_has() -> None:

@@ -8,7 +8,7 @@ from ganaug.config import load_config
 from ganaug.errors import StageError
 from ganaug.stages import run_sample, run_split, run_train_clf, run_train_gan
 from ganaug.stages import train_gan as train_gan_stage
-from ganaug.stages.common import clf_fingerprint, read_record
+from ganaug.stages.records import clf_fingerprint, read_record
 
 
 def test_a_failed_stage_leaves_the_previous_output_untouched(config_file: Path, tmp_path: Path,
@@ -66,7 +66,7 @@ def test_test_set_is_scored_once_and_never_used_for_selection(config_file: Path,
 
     from ganaug.classifiers import train as train_loop
     from ganaug.stages import train_clf as clf_stage
-    from ganaug.stages.common import load_split_data
+    from ganaug.stages.split import load_split_data
 
     cfg = load_config(config_file, ["arms=[{name: real, data: real}]", "seeds=[0, 1]"])
     run_split(cfg)

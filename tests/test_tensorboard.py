@@ -17,7 +17,7 @@ from ganaug.checkpoint import Checkpointer
 from ganaug.config import load_config
 from ganaug.gans.official import StatsFollower
 from ganaug.stages import run_split, run_train_clf, run_train_gan
-from ganaug.stages.common import read_record
+from ganaug.stages.records import read_record
 from ganaug.tracking import EVENTS_GLOB, tag_of
 from ganaug.utils import Stats, read_jsonl
 

@@ -15,7 +15,7 @@ from ganaug.config import load_config
 from ganaug.errors import ConfigError
 from ganaug.stages import run_compare, run_split, run_train_clf
 from ganaug.stages import train_clf as clf_stage
-from ganaug.stages.common import GAN, SAMPLES, stage_fingerprint
+from ganaug.stages.records import GAN, SAMPLES, stage_fingerprint
 from ganaug.utils import file_sha256
 
 from .conftest import finished_run, invoke, write_yaml
@@ -239,7 +239,7 @@ BUNDLED_FINGERPRINTS = {
 
 @pytest.mark.parametrize("config", list(BUNDLED_FINGERPRINTS))
 def test_the_bundled_configs_keep_their_fingerprints(config: str) -> None:
-    from ganaug.stages.common import SPLIT, clf_fingerprint
+    from ganaug.stages.records import SPLIT, clf_fingerprint
 
     cfg = load_config(Path(__file__).resolve().parents[1] / config)
     want = BUNDLED_FINGERPRINTS[config]
@@ -258,7 +258,7 @@ def _curve(run_dir: Path, accs: List[float], every: int = 100) -> None:
 
 
 def test_the_budget_check_flags_arms_still_improving(tmp_path: Path) -> None:
-    from ganaug.stages.compare import budget_flags
+    from ganaug.stages.budget import budget_flags
 
     rising = [[0.5, 0.6, 0.7, 0.75, 0.80, 0.86], [0.5, 0.62, 0.7, 0.74, 0.81, 0.85], [0.52, 0.6, 0.69, 0.76, 0.8, 0.87]]
     flat = [[0.5, 0.8, 0.85, 0.86, 0.86, 0.86], [0.55, 0.8, 0.86, 0.85, 0.86, 0.86], [0.5, 0.82, 0.85, 0.86, 0.85, 0.86]]

@@ -8,7 +8,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
-from . import pretrained, register_classifier
+from . import pretrained
+from .base import register_classifier
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:

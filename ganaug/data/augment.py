@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..config import AugmentConfig
+from ..config.sections import AugmentConfig
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import memory
-from ..config import DataConfig
+from ..config.sections import DataConfig
 from ..errors import ConfigError, DataError
 from .decode import GRAY_MODES, decode, decode_task, header
 from .images import ImageSet

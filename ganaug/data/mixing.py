@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from ..config import ArmConfig
+from ..config.sections import ArmConfig
 from ..errors import DataError
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, List, Optional
 import numpy as np
 import torch
 
-from ..config import DataConfig
+from ..config.sections import DataConfig
 from ..errors import DataError
 from ..registry import Registry
 from .images import ImageSet, conform

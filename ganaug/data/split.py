@@ -15,7 +15,8 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..config import DataConfig, SplitConfig, fingerprint, to_dict
+from ..config.fingerprints import fingerprint, to_dict
+from ..config.sections import DataConfig, SplitConfig
 from ..errors import DataError
 from .images import ImageSet, image_hashes
 

@@ -1,4 +1,5 @@
-"""What every executor shares: the cores it may use, the per-cell spec it sends, the extras it needs."""
+"""What every executor shares: the registry it joins, the cores it may use, the per-cell spec it sends, the extras it
+needs."""
 
 from __future__ import annotations
 
@@ -8,9 +9,21 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import ConfigError
-from ..progress import file_stem, progress_path
+from ..progress import file_stem, progress_path, quiet
+from ..registry import Registry
 
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+EXECUTORS = Registry("executor")
+
+
+def register_executor(name: str, **meta: Any):
+    return EXECUTORS.register(name, **meta)
+
+
+def get_executor(cfg: Any, progress: bool = False) -> Any:
+    """The config's executor, built (a missing extra is a one-line error here, before any cell runs)."""
+    return EXECUTORS.get(cfg.executor.name, "config key 'executor.name'")(cfg, progress=progress)
 
 
 def available_cores() -> int:
@@ -100,8 +113,6 @@ class Executor:
 
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
         """What a worker gets: the cell's spec, its threads, its log file and its progress file (none under --quiet)."""
-        from ..stages.common import quiet
-
         feed = None if quiet() else str(progress_path(self.cfg.out_dir, cell.id).resolve())
         return {**cell.spec, "id": cell.id, "force": force, "threads": self.cell_threads(cell),
                 "log": str(log_path(self.cfg.out_dir, cell.id).resolve()), "progress": feed}

@@ -17,8 +17,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_any
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import register_executor
-from .base import THREAD_VARS, Executor, available_cores, default_threads
+from .base import THREAD_VARS, Executor, available_cores, default_threads, register_executor
 
 
 def _init_worker(threads: int) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import register_executor
-from .base import Executor, available_cores, default_threads, need_extra
+from .base import Executor, available_cores, default_threads, need_extra, register_executor
 
 
 @register_executor("ray")

@@ -15,19 +15,8 @@ from ..errors import StageError
 from ..provenance import environment
 from ..utils import atomic_write_json
 from .base import admits
-from .estimate import Eta, Plan, Shape
-
-
-def _echo(msg: str) -> None:
-    from ..stages.common import echo
-
-    echo(msg)
-
-
-def _quiet() -> bool:
-    from ..stages.common import quiet
-
-    return quiet()
+from .estimate import Eta, Plan
+from .makespan import Shape
 
 
 class Watch:
@@ -37,7 +26,7 @@ class Watch:
     def __init__(self, cfg: Any, cells: List[Any], executor: Any, total: int, display: Any = "auto",
                  plan: Optional[Plan] = None):
         self.out_dir = cfg.out_dir
-        self.feed = getattr(executor, "feeds_progress", False) and not _quiet()  # workers write progress files
+        self.feed = getattr(executor, "feeds_progress", False) and not progress.quiet()  # workers write progress files
         if display == "auto":
             display = progress.Display(total) if self.feed and getattr(executor, "progress", False) else None
         elif display is not None and hasattr(display, "begin"):
@@ -56,10 +45,10 @@ class Watch:
     def say(self, msg: str, always: bool = False) -> None:
         if self.display is not None:
             self.display.write(msg)
-        elif always and _quiet():
+        elif always and progress.quiet():
             print(msg, file=sys.stderr, flush=True)
         else:
-            _echo(msg)
+            progress.echo(msg)
 
     def submitting(self, cells: List[Any]) -> None:
         """Before a cell goes out: forget a progress file an earlier run of it left."""
@@ -137,7 +126,7 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
     timings: List[Dict[str, Any]] = []
     started = time.time()
     described = executor.describe()
-    _echo(f"run: {len(cells)} cells, {len(done)} done, {total} to run; executor {described}")
+    progress.echo(f"run: {len(cells)} cells, {len(done)} done, {total} to run; executor {described}")
     watch = Watch(cfg, cells, executor, total, display, plan)
     say = watch.say
     try:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import register_executor
-from .base import Executor, default_threads
+from .base import Executor, default_threads, register_executor
 
 
 @register_executor("serial")

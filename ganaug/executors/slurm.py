@@ -10,8 +10,7 @@ import math
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import register_executor
-from .base import Executor, need_extra
+from .base import Executor, need_extra, register_executor
 
 
 @register_executor("slurm")

@@ -12,15 +12,14 @@ width 32, one seed) its fakes scored 82.6% classification accuracy against 70.3%
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Dict, List, Literal, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import GanConfig
-from . import GanNets, register_gan
+from .base import GanNets, register_gan
+from .schema import GanConfig, Int
 
 
 def plan(resolution: int) -> Tuple[int, int]:
@@ -149,20 +148,28 @@ class PerClass(nn.Module):
         return outs
 
 
-@dataclass
 class DcganConfig(GanConfig):
     """dcgan's keys: pytorch/examples' DCGAN, unconditional, or one per class."""
 
-    width: int = 64  # base channel count (ngf = ndf)
-    per_class: bool = False  # one generator and discriminator per class, each trained on that class alone
+    name: Literal["dcgan"] = "dcgan"
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    width: Int = 64
+    """Base channel count (ngf = ndf)"""
+    per_class: bool = False
+    """dcgan: one unconditional generator and discriminator per class, each trained on that class alone"""
 
 
-@dataclass
 class CganConfig(GanConfig):
     """cgan's keys: the conditional DCGAN."""
 
-    width: int = 64  # base channel count (ngf = ndf)
-    d_cond: Literal["concat", "projection"] = "concat"  # how D sees the label: one-hot maps or projection
+    name: Literal["cgan"] = "cgan"
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    width: Int = 64
+    """Base channel count (ngf = ndf)"""
+    d_cond: Literal["concat", "projection"] = "concat"
+    """cgan: how D sees the label: one-hot maps (concat) or projection"""
 
 
 def dcgan_kwargs(g: GanConfig, resolution: int, channels: int, num_classes: int) -> Dict[str, object]:

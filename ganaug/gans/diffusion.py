@@ -17,9 +17,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import GeneratorConfig
-from . import GanNets, register_gan
+from .base import GanNets, register_gan
 from .likelihood import train_likelihood
+from .schema import Float, GeneratorConfig, Int, need
 
 # ----------------------------------------------------------------------------------------------------
 # The noise schedule.
@@ -228,15 +228,28 @@ class DiffusionSampler(nn.Module):
 # The family: its config, defaults, builder and training loop.
 
 
-@dataclass
 class DiffusionConfig(GeneratorConfig):
     """diffusion's keys (the sampler's steps and guidance scale are sample.steps and sample.guidance)."""
 
-    preset: Literal["tiny", "small", "cifar"] = "small"  # the U-Net's size
-    timesteps: int = 1000  # T of the training chain
-    prediction: Literal["eps", "v"] = "eps"  # what the network predicts
-    label_dropout: float = 0.1  # share of training labels replaced by "no class" (classifier-free guidance)
-    dropout: float = 0.0
+    name: Literal["diffusion"] = "diffusion"
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    preset: Literal["tiny", "small", "cifar"] = "small"
+    """The U-Net's size: tiny (tests), small (a CPU) or cifar (Ho et al.'s CIFAR-10 network)"""
+    timesteps: Int = 1000
+    """T of the training chain"""
+    prediction: Literal["eps", "v"] = "eps"
+    """What the network predicts: eps (the noise) or v"""
+    label_dropout: Float = 0.1
+    """Share of training labels replaced by "no class" (classifier-free guidance)"""
+    dropout: Float = 0.0
+    """Dropout in the U-Net's residual blocks"""
+
+    def check(self) -> None:
+        super().check()
+        need(10 <= self.timesteps <= 10_000, "timesteps", f"must be between 10 and 10000, got {self.timesteps}")
+        need(0 <= self.label_dropout < 1, "label_dropout", f"must be in [0, 1), got {self.label_dropout}")
+        need(0 <= self.dropout < 1, "dropout", f"must be in [0, 1), got {self.dropout}")
 
 
 def diffusion_defaults(g: object, resolution: Optional[int]) -> Dict[str, object]:
@@ -248,17 +261,6 @@ def diffusion_kwargs(g: DiffusionConfig, resolution: int, channels: int, num_cla
     return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "width": p.width,
             "mults": list(p.mults), "blocks": p.blocks, "attention": list(p.attention), "dropout": g.dropout,
             "timesteps": g.timesteps, "prediction": g.prediction}
-
-
-def validate_diffusion(g: DiffusionConfig, key: str) -> None:
-    from ..errors import ConfigError
-
-    if not 10 <= g.timesteps <= 10_000:
-        raise ConfigError(f"config key '{key}.timesteps' must be between 10 and 10000, got {g.timesteps}")
-    if not 0 <= g.label_dropout < 1:
-        raise ConfigError(f"config key '{key}.label_dropout' must be in [0, 1), got {g.label_dropout}")
-    if not 0 <= g.dropout < 1:
-        raise ConfigError(f"config key '{key}.dropout' must be in [0, 1), got {g.dropout}")
 
 
 def diffusion_loss(sampler: DiffusionSampler, x0: torch.Tensor, y: torch.Tensor, label_dropout: float,
@@ -287,7 +289,7 @@ def train_diffusion(nets: Any, g: DiffusionConfig, **common: Any) -> Dict[str, A
 
 
 @register_gan("diffusion", config=DiffusionConfig, defaults=diffusion_defaults, kwargs=diffusion_kwargs,
-              validate=validate_diffusion, trainer=train_diffusion, guidance=True,
+              trainer=train_diffusion, guidance=True,
               sample_defaults={"steps": SAMPLE_STEPS, "guidance": GUIDANCE})
 def build_diffusion(*, resolution: int, channels: int, num_classes: int, width: int = 24, mults: Sequence[int] = (1, 2, 2),
                     blocks: int = 1, attention: Sequence[int] = (), dropout: float = 0.0, timesteps: int = 1000,

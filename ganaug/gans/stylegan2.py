@@ -26,16 +26,15 @@ G's output is scaled down to the data's side, so the rest of ganaug sees the dat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Dict, Literal, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import GanConfig
 from ..errors import ConfigError
-from . import GanNets, register_gan
+from .base import GanNets, register_gan
+from .schema import Float, GanConfig, Int, Invalid, need
 
 # ----------------------------------------------------------------------------------------------------
 # Presets. `auto` and `cifar` are the official train.py cfg_specs for one GPU; `small` is sized for a
@@ -45,54 +44,69 @@ from . import GanNets, register_gan
 PRESETS = ("auto", "cifar", "small", "tiny")
 
 
-@dataclass
 class StyleGAN2Config(GanConfig):
     """stylegan2's keys; those left out come from the preset (the saved config.yaml shows them)."""
 
-    preset: Optional[Literal["auto", "cifar", "small", "tiny"]] = None  # network and training numbers [small]
-    channel_base: Optional[int] = None  # channels at resolution r are min(channel_base // r, channel_max)
-    channel_max: Optional[int] = None
-    w_dim: Optional[int] = None  # intermediate latent size
-    mapping_layers: Optional[int] = None  # depth of the mapping network
-    mbstd_group: Optional[int] = None  # minibatch standard deviation group size
-    r1_gamma: Optional[float] = None  # R1 weight (lazy, every r1_interval minibatches)
-    r1_interval: Optional[int] = None
-    style_mixing: Optional[float] = None  # probability of mixing two latents in a training batch
+    name: Literal["stylegan2"] = "stylegan2"
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    preset: Optional[Literal["auto", "cifar", "small", "tiny"]] = None
+    """The network and training numbers: auto or cifar (the official presets' numbers for one GPU), small (a CPU),
+    tiny (tests); fills every stylegan2 key left out [small; auto with impl: official]"""
+    channel_base: Optional[Int] = None
+    """Channels at resolution r are min(channel_base // r, channel_max)"""
+    channel_max: Optional[Int] = None
+    """The most channels at any resolution (see channel_base)"""
+    w_dim: Optional[Int] = None
+    """Intermediate latent size"""
+    mapping_layers: Optional[Int] = None
+    """Depth of the mapping network"""
+    mbstd_group: Optional[Int] = None
+    """Minibatch standard deviation group size"""
+    r1_gamma: Optional[Float] = None
+    """R1 weight (lazy, every r1_interval minibatches)"""
+    r1_interval: Optional[Int] = None
+    """Minibatches between lazy R1 steps [16]"""
+    style_mixing: Optional[Float] = None
+    """Probability of mixing two latents in a training batch"""
+
+    def check(self) -> None:
+        super().check()
+        for k in ("channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_interval", "gpus", "snap"):
+            v = getattr(self, k, None)
+            need(v is None or v >= 1, k, f"must be 1 or more, got {v}")
+        need(self.r1_gamma is None or self.r1_gamma >= 0, "r1_gamma", f"must be 0 (off) or more, got {self.r1_gamma}")
+        need(self.style_mixing is None or 0 <= self.style_mixing <= 1, "style_mixing",
+             f"must be a probability in [0, 1], got {self.style_mixing}")
 
 
-@dataclass
 class StyleGAN2AdaConfig(StyleGAN2Config):
     """stylegan2-ada: ADA on by default; `impl: official` runs NVlabs' train.py from a checkout instead."""
 
-    impl: Optional[Literal["native", "official"]] = None  # ganaug's own code, or the official repo's
-    repo: Optional[str] = None  # impl official: a checkout of NVlabs/stylegan2-ada-pytorch
-    gpus: Optional[int] = None  # impl official: GPUs for train.py
-    snap: Optional[int] = None  # impl official: ticks between snapshots
+    name: Literal["stylegan2-ada"] = "stylegan2-ada"  # type: ignore[assignment]
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    impl: Optional[Literal["native", "official"]] = None
+    """native (ganaug's own code) or official (runs NVlabs/stylegan2-ada-pytorch's train.py) [native]"""
+    repo: Optional[str] = None
+    """impl official: the checkout of NVlabs/stylegan2-ada-pytorch whose train.py runs"""
+    gpus: Optional[Int] = None
+    """impl official: CUDA GPUs for train.py [1]"""
+    snap: Optional[Int] = None
+    """impl official: ticks between snapshots [50]"""
 
-
-def validate_stylegan2(g: StyleGAN2Config, key: str) -> None:
-    for k in ("channel_base", "channel_max", "w_dim", "mapping_layers", "mbstd_group", "r1_interval", "gpus", "snap"):
-        v = getattr(g, k, None)
-        if v is not None and v < 1:
-            raise ConfigError(f"config key '{key}.{k}' must be 1 or more, got {v}")
-    if g.r1_gamma is not None and g.r1_gamma < 0:
-        raise ConfigError(f"config key '{key}.r1_gamma' must be 0 (off) or more, got {g.r1_gamma}")
-    if g.style_mixing is not None and not 0 <= g.style_mixing <= 1:
-        raise ConfigError(f"config key '{key}.style_mixing' must be a probability in [0, 1], got {g.style_mixing}")
-    impl = getattr(g, "impl", None)
-    if impl == "official":
-        if not g.repo:  # type: ignore[attr-defined]
-            raise ConfigError(f"config key '{key}.repo' must name a checkout of NVlabs/stylegan2-ada-pytorch for impl: "
-                              "official; or use gan.name: stylegan2 (ganaug's native code, runs on CPU and GPU)")
-        if g.augment == "diffaugment":
-            raise ConfigError(f"config key '{key}.augment' diffaugment is not in the official code; use ada, fixed or none "
-                              "with impl: official, or the native stylegan2")
-        if g.preset not in (None, "auto", "cifar"):
-            raise ConfigError(f"config key '{key}.preset' '{g.preset}' is ganaug's own; the official code has auto and "
-                              "cifar (or use the native stylegan2)")
-    elif any(getattr(g, k, None) is not None for k in ("gpus", "snap", "repo")):
-        raise ConfigError(f"config keys '{key}.repo', '{key}.gpus' and '{key}.snap' are for impl: official; remove them "
-                          f"or set {key}.impl: official")
+    def check(self) -> None:
+        super().check()
+        if self.impl == "official":
+            need(bool(self.repo), "repo", "must name a checkout of NVlabs/stylegan2-ada-pytorch for impl: official; or use "
+                 "gan.name: stylegan2 (ganaug's native code, runs on CPU and GPU)")
+            need(self.augment != "diffaugment", "augment", "diffaugment is not in the official code; use ada, fixed or "
+                 "none with impl: official, or the native stylegan2")
+            need(self.preset in (None, "auto", "cifar"), "preset", f"'{self.preset}' is ganaug's own; the official code "
+                 "has auto and cifar (or use the native stylegan2)")
+        elif any(getattr(self, k) is not None for k in ("gpus", "snap", "repo")):
+            raise Invalid("", "config keys '{key}.repo', '{key}.gpus' and '{key}.snap' are for impl: official; remove "
+                          "them or set {key}.impl: official", whole=True)
 
 
 def stylegan2_kwargs(g: StyleGAN2Config, resolution: int, channels: int, num_classes: int) -> Dict[str, object]:
@@ -506,14 +520,14 @@ def _build(*, resolution: int, channels: int, num_classes: int, conditional: boo
 
 
 @register_gan("stylegan2", config=StyleGAN2Config, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
-              validate=validate_stylegan2, truncation=True)
+              truncation=True)
 def build_stylegan2(**kwargs: object) -> GanNets:
     """StyleGAN2 in plain PyTorch, class-conditional, on CPU or GPU; presets auto, cifar, small, tiny."""
     return _build(**kwargs)  # type: ignore[arg-type]
 
 
 @register_gan("stylegan2-ada", config=StyleGAN2AdaConfig, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
-              validate=validate_stylegan2, truncation=True)
+              truncation=True)
 def build_stylegan2_ada(**kwargs: object) -> GanNets:
     """StyleGAN2 with ADA on by default; `impl: official` runs NVlabs' train.py from `repo` on CUDA instead."""
     return _build(**kwargs)  # type: ignore[arg-type]

@@ -22,12 +22,12 @@ from torchvision.utils import save_image
 
 from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
-from ..data.images import to_float
+from ..data.images import image_hashes, to_float
 from ..data.mixing import EpochSampler
 from ..progress import bar as progress_bar
 from ..utils import Stats, atomic_open, autocast, rng_state, set_rng_state
-from . import GanNets
 from .augment import AdaController, build_augment
+from .base import GANS, GanNets
 
 
 @torch.no_grad()
@@ -390,3 +390,18 @@ def _train_pair(
     if best is not None:  # select: best-fid - the kept generator is the snapshot with the lowest validation FID
         (G_ema if G_ema is not None else G).load_state_dict(best["state"])
     return pair_state()
+
+
+def train_generator(nets: GanNets, g: Any, **common: Any) -> Dict[str, Any]:
+    """Train any family with its own loop (`trainer` meta), or the adversarial one; `common` as train_gan takes it.
+
+    The result's `trained_hashes` is the content hash of every image handed to the loop, hashed here, where
+    training starts (the protocol audit compares it with the split's parts).
+    """
+    trained_hashes = image_hashes(common["images"])
+    trainer = GANS.meta(g.name).get("trainer")
+    if trainer is not None:
+        return {**trainer(nets, g, **common), "trained_hashes": trained_hashes}
+    result = train_gan(nets, r1_gamma=getattr(g, "r1_gamma", None) or 0.0,
+                       r1_interval=getattr(g, "r1_interval", None) or 16, augment=augment_settings(g), **common)
+    return {**result, "trained_hashes": trained_hashes}

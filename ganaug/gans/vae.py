@@ -10,18 +10,16 @@ Samples come from the prior per class: G(z, y) decodes z ~ N(0, I) with the clas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Literal, Optional, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..config import GeneratorConfig
-from ..errors import ConfigError
-from . import GanNets, register_gan
+from .base import GanNets, register_gan
 from .dcgan import plan
 from .likelihood import train_likelihood
+from .schema import Float, GeneratorConfig, Int, need
 
 
 class Encoder(nn.Module):
@@ -102,17 +100,35 @@ class CVAE(nn.Module):
 # The family: its config, defaults, builder and training loop.
 
 
-@dataclass
 class VaeConfig(GeneratorConfig):
     """vae's keys."""
 
-    z_dim: Optional[int] = None  # the latent's size [32]
-    width: int = 32  # base channel count of encoder and decoder
-    beta: float = 1.0  # the KL weight (1: the ELBO)
-    beta_warmup_kimg: Optional[float] = None  # thousands of images over which beta rises from 0 [none: no warm-up]
-    free_bits: float = 0.0  # nats per latent dimension the KL is not pushed below
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"  # bernoulli for near-binary images (digits)
-    sigma: float = 0.1  # gaussian: the fixed standard deviation of p(x | z) on [0, 1] pixels
+    name: Literal["vae"] = "vae"
+    """The generator family (`ganaug list`): cgan (conditional DCGAN), dcgan, stylegan2 (native), stylegan2-ada
+    (native with ADA on, or impl: official), vae or diffusion [cgan]"""
+    z_dim: Optional[Int] = None
+    """The latent's size [32]"""
+    width: Int = 32
+    """Base channel count of encoder and decoder"""
+    beta: Float = 1.0
+    """The KL weight (1: the ELBO)"""
+    beta_warmup_kimg: Optional[Float] = None
+    """Thousands of images over which beta rises from 0 [none: no warm-up]"""
+    free_bits: Float = 0.0
+    """Nats per latent dimension the KL is not pushed below"""
+    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
+    """bernoulli for near-binary images (digits), or gaussian"""
+    sigma: Float = 0.1
+    """gaussian: the fixed standard deviation of p(x | z) on [0, 1] pixels"""
+
+    def check(self) -> None:
+        super().check()
+        need(self.beta >= 0, "beta", f"must be 0 or more, got {self.beta}")
+        need(self.free_bits >= 0, "free_bits", f"must be 0 or more nats, got {self.free_bits}")
+        need(self.beta_warmup_kimg is None or self.beta_warmup_kimg > 0, "beta_warmup_kimg",
+             f"must be positive (or left out), got {self.beta_warmup_kimg}")
+        need(self.sigma > 0, "sigma", f"must be positive, got {self.sigma}")
+        need(self.width >= 1, "width", f"must be 1 or more, got {self.width}")
 
 
 def vae_defaults(g: object, resolution: Optional[int]) -> Dict[str, object]:
@@ -122,19 +138,6 @@ def vae_defaults(g: object, resolution: Optional[int]) -> Dict[str, object]:
 def vae_kwargs(g: VaeConfig, resolution: int, channels: int, num_classes: int) -> Dict[str, object]:
     return {"resolution": resolution, "channels": channels, "num_classes": num_classes, "z_dim": g.z_dim,
             "width": g.width, "likelihood": g.likelihood}
-
-
-def validate_vae(g: VaeConfig, key: str) -> None:
-    if g.beta < 0:
-        raise ConfigError(f"config key '{key}.beta' must be 0 or more, got {g.beta}")
-    if g.free_bits < 0:
-        raise ConfigError(f"config key '{key}.free_bits' must be 0 or more nats, got {g.free_bits}")
-    if g.beta_warmup_kimg is not None and g.beta_warmup_kimg <= 0:
-        raise ConfigError(f"config key '{key}.beta_warmup_kimg' must be positive (or left out), got {g.beta_warmup_kimg}")
-    if g.sigma <= 0:
-        raise ConfigError(f"config key '{key}.sigma' must be positive, got {g.sigma}")
-    if g.width < 1:
-        raise ConfigError(f"config key '{key}.width' must be 1 or more, got {g.width}")
 
 
 def train_vae(nets: GanNets, g: VaeConfig, **common: Any) -> Dict[str, Any]:
@@ -150,7 +153,7 @@ def train_vae(nets: GanNets, g: VaeConfig, **common: Any) -> Dict[str, Any]:
     return train_likelihood(nets.G, trained=nets.G, loss=loss, **common)
 
 
-@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, validate=validate_vae, trainer=train_vae)
+@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, trainer=train_vae)
 def build_vae(*, resolution: int, channels: int, num_classes: int, z_dim: int = 32, width: int = 32,
               likelihood: str = "bernoulli", **_: object) -> GanNets:
     """Conditional VAE: convolutional encoder and decoder, a Gaussian latent with a class embedding, sampled from the prior."""

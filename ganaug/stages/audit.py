@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..config import Config
 from ..data.images import image_hashes
 from ..data.synthetic import TENSOR_FILE, read_synthetic
-from .common import SELECTION, TRAINED_ON, paths
+from .layout import SELECTION, TRAINED_ON, paths
 
 PARTS = ("train", "val", "test")
 # The order a check's status is reported in: the worst first.

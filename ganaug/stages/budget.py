@@ -42,7 +42,7 @@ from scipy import stats as st
 from ..config import Config, Rep, arm_from_dict
 from ..errors import ConfigError
 from ..utils import read_jsonl
-from .common import paths
+from .layout import paths
 
 BUDGET_TAIL = 0.2  # the last part of a budget looked at
 BUDGET_ALPHA = 0.05  # the false-alarm rate of a flat curve, over seeds or per run

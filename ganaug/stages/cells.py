@@ -2,7 +2,7 @@
 their evaluation; split (and samples) -> each classifier arm x seed; then `compare`.
 
 A cell is a function of its config sections and its inputs' fingerprints (the stage fingerprints of
-`common.py`); it writes only its own folder, atomically, under a lock of its own (`<folder>.lock`). Its spec
+`records.py`); it writes only its own folder, atomically, under a lock of its own (`<folder>.lock`). Its spec
 is plain data (the resolved config, the folder it reads its upstream from, which generator or arm and seed),
 so another process, or another host that sees the run folder, can run it: `run_cell(spec)`.
 """
@@ -20,25 +20,24 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .. import memory, progress
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config, Rep, config_from_dict, to_dict
-from .common import (
+from .layout import RESUME_DIR, paths
+from .locks import cell_lock
+from .quality import rep_tag
+from .records import (
     EVALUATE,
     FEATURES,
     GAN,
-    RESUME_DIR,
     SAMPLES,
     SPLIT,
-    cell_lock,
     clf_config,
     clf_fingerprint,
     needs_run,
     partial_of,
-    paths,
     read_record,
     stage_config,
     stage_fingerprint,
     superseded,
 )
-from .quality import rep_tag
 from .sweep import experiments
 
 KINDS = ("split", "features", "train-gan", "sample", "evaluate", "train-clf")
@@ -158,7 +157,7 @@ def build_graph(cfg: Config) -> List[Cell]:
 
 
 def describe_graph(cfg: Config, cells: List[Cell], force: bool = False, estimates: Optional[Dict[str, Any]] = None) -> List[str]:
-    """`run --dry-run`: each cell with its state, its time (`estimates`: cell id -> executors.estimate.Guess, what
+    """`run --dry-run`: each cell with its state, its time (`estimates`: cell id -> executors.workload.Guess, what
     it took for a done cell) and inputs, then compare."""
     states = [c.state(force) for c in cells]
     counts: Dict[str, int] = {}

@@ -44,21 +44,12 @@ from ..metrics.copies import (
 )
 from ..metrics.features import get_extractor, load_domain
 from ..metrics.quality import min_images, quality
+from ..progress import echo
 from ..utils import atomic_write_json, resolve_device
-from .common import (
-    EVALUATE,
-    SAMPLES,
-    building,
-    echo,
-    load_split_data,
-    paths,
-    read_record,
-    require_stage,
-    start_stage,
-    up_to_date,
-    write_record,
-)
 from .features import domain_checkpoint
+from .layout import paths
+from .records import EVALUATE, SAMPLES, building, read_record, require_stage, start_stage, up_to_date, write_record
+from .split import load_split_data
 
 RESULT = "quality.json"
 

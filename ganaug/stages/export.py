@@ -18,8 +18,10 @@ from ..config import Config, Rep
 from ..data.synthetic import folder_name, read_synthetic
 from ..errors import ConfigError, DataError
 from ..gans.official import official_resolution, write_dataset_zip
-from .common import SAMPLES, SPLIT, echo, load_split_data, paths, require_stage, up_to_date
-from .split import run_split
+from ..progress import echo
+from .layout import paths
+from .records import SAMPLES, SPLIT, require_stage, up_to_date
+from .split import load_split_data, run_split
 
 EXPORT_FORMATS = ("imagefolder", "zip", "stylegan2-ada")
 EXPORT_WHAT = ("train", "fakes")

@@ -22,19 +22,11 @@ from ..config import Config, to_dict
 from ..data.images import image_hashes, to_float
 from ..data.mixing import EpochSampler
 from ..progress import bar as progress_bar
+from ..progress import echo
 from ..utils import Stats, atomic_write_json, preserve_rng, resolve_device, seed_everything
-from .common import (
-    FEATURES,
-    TRAINED_ON,
-    building,
-    echo,
-    load_split_data,
-    output_hashes,
-    paths,
-    start_stage,
-    trained_on,
-    write_record,
-)
+from .layout import TRAINED_ON, paths
+from .records import FEATURES, building, output_hashes, stage_folder, start_stage, trained_on, write_record
+from .split import load_split_data
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -50,7 +42,7 @@ def domain_checkpoint(cfg: Config, force: bool = False, progress: bool = False) 
 
 def _domain_checkpoint(cfg: Config, force: bool, progress: bool = False) -> Path:
     p = paths(cfg)
-    folder = p.stage(FEATURES)
+    folder = stage_folder(p, FEATURES)
     todo = start_stage(cfg, FEATURES, force, quiet=True)
     if todo is None:
         return folder / CHECKPOINT

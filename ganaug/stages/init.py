@@ -138,7 +138,7 @@ def render(s: FolderSurvey, p: Plan, name: str) -> str:
         f"# Written by `ganaug init {s.root}`: {len(s.classes)} classes, {sum(s.counts.values())} readable images "
         f"({counts}).",
         "# Run it with `ganaug run -c THIS_FILE` (add --dry-run to see the plan and its time first), then",
-        "# `ganaug report -c THIS_FILE` for the HTML report. Every key is in the README's configuration reference.",
+        "# `ganaug report -c THIS_FILE` for the HTML report. Every key: docs/reference/config.md, or `ganaug schema`.",
         f"name: {name}",
         f"out_dir: runs/{name}",
         "device: auto  # cuda > mps > cpu",

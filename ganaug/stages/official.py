@@ -31,19 +31,11 @@ from ..config import Config, Rep, to_dict
 from ..data.images import image_hashes
 from ..gans.official import check_repo, official_resolution, require_training_env, run_official_training, write_dataset_zip
 from ..plots import plot_gan_metrics
+from ..progress import echo
 from ..utils import atomic_write_json, file_sha256, read_jsonl
-from .common import (
-    GAN,
-    TRAINED_ON,
-    building,
-    echo,
-    load_split_data,
-    output_hashes,
-    paths,
-    start_stage,
-    trained_on,
-    write_record,
-)
+from .layout import TRAINED_ON, paths
+from .records import GAN, building, output_hashes, start_stage, trained_on, write_record
+from .split import load_split_data
 
 STATE_FILE = "ganaug-stage.json"  # in <gan>.official/: the fingerprint of the config the run belongs to
 

@@ -12,7 +12,8 @@ import numpy as np
 
 from ..config import Config, Rep
 from .budget import BUDGET_TAIL, generator_checks
-from .common import EVALUATE, paths, up_to_date
+from .layout import paths
+from .records import EVALUATE, up_to_date
 
 QUALITY_COLUMNS = ["set", "gan_seed", "features", "n_fake", "n_real", "fid", "kid", "kid_std", "kid_subset_size",
                    "precision", "recall", "density", "coverage", "copies_pixels", "copies_features", "copy_flag",

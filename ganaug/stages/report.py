@@ -16,11 +16,12 @@ from PIL import Image
 from ..config import Config, Rep, sweep_experiments, to_dict
 from ..errors import StageError
 from ..plots import plot_gan_metrics
+from ..progress import echo
 from ..utils import atomic_write_text, read_jsonl
-from .common import echo, paths
-from .compare import EXTRA_HEADING, pct, table_cells, table_head
+from .layout import paths
 from .quality import rep_tag
 from .sweep import compare_all
+from .table import EXTRA_HEADING, pct, table_cells, table_head
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1400px;

@@ -8,9 +8,11 @@ from typing import Any, List, Optional
 
 from .. import memory
 from ..config import Config
+from ..progress import echo, quiet
 from .cells import build_graph, describe_graph, needs_gan
-from .common import GAN, echo, paths, quiet, save_run_config, up_to_date
+from .layout import paths
 from .official import check_official_env
+from .records import GAN, save_run_config, up_to_date
 from .sweep import compare_all
 
 __all__ = ["needs_gan", "plan", "run_all"]
@@ -43,7 +45,8 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
 def _expected(cfg: Config, cells: List[Any], executor: Any, force: bool) -> Optional[Any]:
     """The time estimate `run` prints before it starts (and the display's first source of time left); none under
     --quiet, or when a cell made by another config will stop the run anyway."""
-    from ..executors.estimate import Shape, estimate
+    from ..executors.estimate import estimate
+    from ..executors.makespan import Shape
 
     if quiet():
         return None

@@ -17,20 +17,11 @@ from ..data.synthetic import IMAGES_FILE, OUTPUTS, SetWriter, class_counts, read
 from ..errors import CheckpointError, StageError
 from ..gans import GANS
 from ..gans.training import generate
+from ..progress import echo
 from ..utils import resolve_device
-from .common import (
-    GAN,
-    SAMPLES,
-    building,
-    echo,
-    load_split_data,
-    output_hashes,
-    paths,
-    require_stage,
-    stage_fingerprint,
-    start_stage,
-    write_record,
-)
+from .layout import paths
+from .records import GAN, SAMPLES, building, output_hashes, require_stage, stage_fingerprint, start_stage, write_record
+from .split import load_split_data
 from .train_gan import load_generator
 
 CHUNK = 16384  # images generated and written at a time (sample.chunk_size)

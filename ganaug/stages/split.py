@@ -1,15 +1,19 @@
-"""Stage `split`: the small-data regime and its manifest."""
+"""Stage `split`: the small-data regime and its manifest; and the split data every later stage loads."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any, Dict
 
 from ..config import Config
 from ..data import load_dataset
-from ..data.split import make_split
+from ..data.split import SplitData, apply_split, make_split
+from ..progress import echo
 from ..utils import atomic_write_json
-from .common import SPLIT, building, data_cache, echo, output_hashes, paths, start_stage, write_record
+from .layout import data_cache, paths
+from .records import SPLIT, building, output_hashes, require_stage, start_stage, write_record
 
 
 def run_split(cfg: Config, force: bool = False, progress: bool = False) -> Path:
@@ -37,3 +41,11 @@ def run_split(cfg: Config, force: bool = False, progress: bool = False) -> Path:
         echo(f"split: note: {manifest['duplicates_train_test']} training images have an exact duplicate in the test set")
     return p.manifest
 
+
+def load_split_data(cfg: Config) -> tuple[SplitData, Dict[str, Any]]:
+    """The source reloaded and cut by the saved manifest, each image checked against its hash."""
+    p = paths(cfg)
+    require_stage(cfg, SPLIT)
+    manifest = json.loads(p.manifest.read_text())
+    ds = load_dataset(cfg.data, cache_dir=data_cache(cfg))
+    return apply_split(ds, manifest, f"split manifest '{p.manifest}'"), manifest

@@ -15,8 +15,9 @@ from typing import Any, Dict, List
 from ..config import EXPERIMENT_SWEEP_KEYS, Config, sweep_experiments, sweep_key
 from ..plots import plot_sweep_arms
 from ..utils import atomic_write_json, atomic_write_text
-from .common import paths
-from .compare import _ci, _correction, _json_safe, _p, audit_lines, pct, run_compare
+from .compare import _json_safe, run_compare
+from .layout import paths
+from .table import _ci, _correction, _p, audit_lines, pct
 
 
 def experiments(cfg: Config) -> List[Config]:

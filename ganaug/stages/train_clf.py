@@ -22,6 +22,7 @@ from ..data.split import SplitData
 from ..data.synthetic import load_synthetic
 from ..errors import CheckpointError
 from ..metrics import classification_report
+from ..progress import echo
 from ..utils import (
     Stats,
     atomic_write_json,
@@ -33,21 +34,20 @@ from ..utils import (
     torch_threads,
     use_channels_last,
 )
-from .common import (
+from .layout import paths
+from .records import (
     SAMPLES,
     building,
     clf_config,
     clf_fingerprint,
-    echo,
-    load_split_data,
     make_checkpointer,
     needs_run,
     partial_of,
-    paths,
     require_stage,
     resume_point,
     write_record,
 )
+from .split import load_split_data
 
 
 def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds: Optional[Sequence[int]] = None,

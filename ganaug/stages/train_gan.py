@@ -17,6 +17,7 @@ from ..errors import CheckpointError, ConfigError
 from ..gans import GANS, gan_kwargs, get_gan, train_generator
 from ..gans.official import load_official_generator
 from ..plots import plot_gan_metrics
+from ..progress import echo
 from ..utils import (
     Stats,
     atomic_write_json,
@@ -30,23 +31,20 @@ from ..utils import (
     seed_everything,
     use_channels_last,
 )
-from .common import (
+from .layout import SELECTION, TRAINED_ON, paths
+from .official import official_pkl, train_official
+from .records import (
     GAN,
-    SELECTION,
-    TRAINED_ON,
     building,
-    echo,
-    load_split_data,
     make_checkpointer,
     output_hashes,
     partial_of,
-    paths,
     resume_point,
     start_stage,
     trained_on,
     write_record,
 )
-from .official import official_pkl, train_official
+from .split import load_split_data
 
 
 def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False,

@@ -1,4 +1,5 @@
-"""Run folders: the only layer that reads and writes them.
+"""Stages and their records: what each stage's output depends on (its fingerprint), the `stage.json` it leaves, and the
+atomic stage folders that make its output whole or absent.
 
 Each stage writes into `<stage>.partial/` and renames it into place when it finishes, so a stage's
 folder is either whole or absent. Beside its outputs a stage leaves `stage.json`: its fingerprint
@@ -6,136 +7,27 @@ folder is either whole or absent. Beside its outputs a stage leaves `stage.json`
 output a later stage reads, and timings. A stage whose fingerprint matches is skipped; one made by
 another config is an error unless `--force`. Training stages keep resumable checkpoints in
 `<stage>.partial/resume/` while they run; an interrupted one is continued with `--resume` (and by `run`).
-One process at a time writes a run folder: `ganaug.lock` at its top names the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import socket
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Union
+from typing import Any, Dict, Iterator, List, Optional
 
 from ..checkpoint import Checkpointer, latest_resume, resume_files
 from ..classifiers import weights_identity
-from ..config import ArmConfig, Config, Rep, fingerprint, result_config, save_config, to_dict
-from ..data import load_dataset
+from ..config import ArmConfig, Config, fingerprint, result_config, save_config, to_dict
 from ..data.sources import source_hflip
-from ..data.split import SplitData, apply_split
 from ..errors import CheckpointError, StageError
 from ..gans import GANS
+from ..progress import echo
 from ..utils import StopRequest, atomic_write_json, file_sha256
-
-STAGE_FILE = "stage.json"
-RESUME_DIR = "resume"  # in <stage>.partial/: the resumable checkpoints of an unfinished training stage
-LOCK_FILE = "ganaug.lock"
-TRAINED_ON = "trained_on.json"  # beside a GAN (and the domain extractor): the content hash of every image its
-# training code was handed, hashed there (`hashed_in`; a record without it was made by an older ganaug)
-SELECTION = "selection.json"  # beside a GAN checkpoint chosen by validation FID: the epochs kept, the images used
-
-
-def quiet() -> bool:
-    """`--quiet` (or GANAUG_QUIET=1, which workers inherit): progress lines and bars are off; warnings, errors and
-    the table stay."""
-    return os.environ.get("GANAUG_QUIET", "") not in ("", "0")
-
-
-def echo(msg: str) -> None:
-    """Progress lines for people go to stderr; tables go to stdout. A warning prints even under --quiet."""
-    if quiet() and not msg.lstrip().lower().startswith("warning"):
-        return
-    print(msg, file=sys.stderr, flush=True)
-
-
-# ----------------------------------------------------------------------------------------------------
-# Where things live.
-
-
-RepLike = Union[Rep, int, None]  # a generator replicate; an int or None: the one gan:'s GAN of that seed
-
-
-def as_rep(rep: RepLike) -> Rep:
-    return rep if isinstance(rep, Rep) else Rep(None, rep)
-
-
-@dataclass
-class RunPaths:
-    root: Path  # classifier runs and the comparison
-    upstream: Optional[Path] = None  # split, GANs and samples (a sweep's sub-experiment reads its parent's)
-
-    @property
-    def up(self) -> Path:
-        return self.upstream or self.root
-
-    @property
-    def split(self) -> Path:
-        return self.up / "split"
-
-    @property
-    def manifest(self) -> Path:
-        return self.split / "manifest.json"
-
-    # Each generator (generators: NAME) and, with gan_seeds, each independent one gets folders of its own.
-    def _of(self, base: str, rep: RepLike) -> Path:
-        rep = as_rep(rep)
-        path = self.up / base
-        if rep.generator is not None:
-            path = path / rep.generator
-        return path if rep.seed is None else path / f"seed-{rep.seed}"
-
-    def gan(self, rep: RepLike = None) -> Path:
-        return self._of("gan", rep)
-
-    def gan_checkpoint(self, rep: RepLike = None) -> Path:
-        return self.gan(rep) / "checkpoint.pt"
-
-    def samples(self, rep: RepLike = None) -> Path:
-        return self._of("samples", rep)
-
-    def evaluate(self, rep: RepLike = None) -> Path:
-        return self._of("evaluate", rep)
-
-    def relative(self, path: Path) -> str:
-        """`path` relative to the run folder, as results record it (`../../samples` in a sub-experiment)."""
-        return Path(os.path.relpath(path, self.root)).as_posix()
-
-    def stage(self, stage: "Stage", rep: RepLike = None) -> Path:
-        if stage == GAN:
-            return self.gan(rep)
-        if stage == SAMPLES:
-            return self.samples(rep)
-        if stage == FEATURES:
-            return self.features
-        if stage == EVALUATE:
-            return self.evaluate(rep)
-        return self.up / stage.name
-
-    @property
-    def features(self) -> Path:
-        """The domain feature extractor (trained on the training images only)."""
-        return self.up / "features" / "domain"
-
-    @property
-    def clf(self) -> Path:
-        return self.root / "clf"
-
-    def clf_run(self, arm: str, seed: int) -> Path:
-        return self.clf / arm / f"seed-{seed}"
-
-    @property
-    def compare(self) -> Path:
-        return self.root / "compare"
-
-
-def paths(cfg: Config) -> RunPaths:
-    return RunPaths(Path(cfg.out_dir), Path(cfg.upstream_dir) if cfg.upstream_dir else None)
-
+from .layout import RESUME_DIR, STAGE_FILE, RepLike, RunPaths, as_rep, paths
 
 # ----------------------------------------------------------------------------------------------------
 # Stages and their fingerprints: what each one's output depends on.
@@ -157,6 +49,19 @@ EVALUATE = Stage("evaluate", "evaluation of the synthetic set", "ganaug evaluate
 # with three tested criteria, and scores the floor, the fakes and the training images at one size. An evaluation
 # made by an older method is redone without --force (`superseded`).
 EVALUATE_METHOD = 2
+
+
+def stage_folder(p: RunPaths, stage: Stage, rep: RepLike = None) -> Path:
+    """Where `stage`'s output lives in the run folder `p`."""
+    if stage == GAN:
+        return p.gan(rep)
+    if stage == SAMPLES:
+        return p.samples(rep)
+    if stage == FEATURES:
+        return p.features
+    if stage == EVALUATE:
+        return p.evaluate(rep)
+    return p.up / stage.name
 
 
 def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
@@ -287,7 +192,7 @@ def needs_run(folder: Path, fp: str, config: Dict[str, Any], force: bool, what: 
 def start_stage(cfg: Config, stage: Stage, force: bool, rep: RepLike = None,
                 quiet: bool = False) -> Optional[tuple[str, Dict[str, Any]]]:
     """(fingerprint, config) when `stage` must run; None (and a line saying so) when it is up to date."""
-    folder = paths(cfg).stage(stage, rep)
+    folder = stage_folder(paths(cfg), stage, rep)
     config = stage_config(cfg, stage, rep)
     fp = fingerprint(config)
     if needs_run(folder, fp, config, force, f"the {stage.what}", stage.command):
@@ -299,7 +204,7 @@ def start_stage(cfg: Config, stage: Stage, force: bool, rep: RepLike = None,
 
 def up_to_date(cfg: Config, stage: Stage, rep: RepLike = None) -> bool:
     """Whether `stage` has finished output made by this config."""
-    rec = read_record(paths(cfg).stage(stage, rep))
+    rec = read_record(stage_folder(paths(cfg), stage, rep))
     return rec is not None and rec.get("fingerprint") == stage_fingerprint(cfg, stage, rep)
 
 
@@ -312,7 +217,7 @@ def command_line(cfg: Config, command: str) -> str:
 
 def require_stage(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, Any]:
     """The record of a finished upstream stage, which must have been made by this config."""
-    folder = paths(cfg).stage(stage, rep)
+    folder = stage_folder(paths(cfg), stage, rep)
     rec = read_record(folder)
     if rec is None:
         raise StageError(f"no {stage.what} in '{folder}'; run `{command_line(cfg, stage.command)}` first")
@@ -419,103 +324,9 @@ def write_record(folder: Path, stage: str, fp: str, config: Dict[str, Any], star
     })
 
 
-@contextlib.contextmanager
-def run_lock(out_dir: str | Path, command: str = "ganaug") -> Iterator[None]:
-    """Hold `<out_dir>/ganaug.lock` (an flock, so a killed holder frees it) while a command writes the run folder.
-
-    A second ganaug process on the same folder gets an error naming the holder's process id. A folder this
-    call made, and that nothing else was written into, is removed again at the end.
-    """
-    root = Path(out_dir)
-    if root.exists() and not root.is_dir():
-        raise StageError(f"out_dir '{root}' is a file, not a folder; set out_dir to a folder")
-    made = not root.exists()
-    root.mkdir(parents=True, exist_ok=True)
-    path = root / LOCK_FILE
-    fd = _acquire(path, root)
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command,
-                                 "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}).encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # before unlocking, so a waiter never locks a file that is no longer the lock
-        os.close(fd)
-        if made:
-            with contextlib.suppress(OSError):
-                root.rmdir()  # only if empty
-
-
-def _acquire(path: Path, root: Path) -> int:
-    """An open, flock-ed descriptor of the lock file (POSIX; elsewhere ganaug runs without the lock)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            try:
-                holder = json.loads(path.read_text() or "{}")
-            except (OSError, json.JSONDecodeError):
-                holder = {}
-            os.close(fd)
-            pid = holder.get("pid", "unknown")
-            host = holder.get("host")
-            raise StageError(
-                f"run folder '{root}' is in use by ganaug process {pid} (`{holder.get('command', 'ganaug')}` since "
-                f"{holder.get('since', '?')}{', on ' + host if host not in (None, socket.gethostname()) else ''}); "
-                f"wait for it to finish or stop it (kill {pid}), or set out_dir to another folder") from None
-        # The holder may have removed the file between our open and our lock: then lock the new one.
-        try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def cell_lock(folder: Path) -> Iterator[None]:
-    """Hold `<folder>.lock` while one cell of an experiment writes `folder`: a second writer of the same cell (another
-    coordinator, a worker on another host that sees the folder) waits, then finds the cell done and skips it. An
-    flock, so a dead worker's lock is free again; on a network file system it needs working flock (NFSv4, Lustre)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    path = folder.parent / (folder.name + ".lock")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)  # blocks until the holder is done (or dead)
-        try:
-            if os.fstat(fd).st_ino == os.stat(path).st_ino:
-                break
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # the holder removed the file between our open and our lock: lock the new one
-    try:
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())
-        yield
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)  # before unlocking, so a waiter never keeps a file that is no longer the lock
-        os.close(fd)
-
-
 def save_run_config(cfg: Config) -> None:
     """The resolved config of the latest command, at the top of the run folder."""
     save_config(cfg, paths(cfg).root / "config.yaml")
-
-
-# ----------------------------------------------------------------------------------------------------
-# Data every stage after split needs.
 
 
 def trained_on(hashes: List[str], manifest: Dict[str, Any], hashed_in: str) -> Dict[str, Any]:
@@ -524,17 +335,3 @@ def trained_on(hashes: List[str], manifest: Dict[str, Any], hashed_in: str) -> D
     The manifest's training indices ride along as what the stage asked for, a convenience and not the evidence."""
     return {"n": len(hashes), "hashes": list(hashes), "hashed_in": hashed_in,
             "indices": list(manifest["train"]["indices"])}
-
-
-def load_split_data(cfg: Config) -> tuple[SplitData, Dict[str, Any]]:
-    """The source reloaded and cut by the saved manifest, each image checked against its hash."""
-    p = paths(cfg)
-    require_stage(cfg, SPLIT)
-    manifest = json.loads(p.manifest.read_text())
-    ds = load_dataset(cfg.data, cache_dir=data_cache(cfg))
-    return apply_split(ds, manifest, f"split manifest '{p.manifest}'"), manifest
-
-
-def data_cache(cfg: Config, split_folder: Optional[Path] = None) -> Path:
-    """Where a source that decodes files keeps its decoded tensor: data.cache, else the split's cache/."""
-    return Path(cfg.data.cache).expanduser() if cfg.data.cache else (split_folder or paths(cfg).split) / "cache"

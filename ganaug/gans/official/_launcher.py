@@ -1,8 +1,8 @@
 """Run the official stylegan2-ada-pytorch train.py with what its options cannot say.
 
-    python _official_launcher.py --repo REPO [--augment-p P] [--ada-kimg K] [--ada-interval N] -- TRAIN_OPTIONS
+    python _launcher.py --repo REPO [--augment-p P] [--ada-kimg K] [--ada-interval N] -- TRAIN_OPTIONS
 
-Run as a script by `official.run_official_training` (it imports nothing of ganaug). It puts the checkout
+Run as a script by `training.run_official_training` (it imports nothing of ganaug). It puts the checkout
 first on sys.path, imports its `train` module, wraps `train.setup_training_loop_kwargs` so that the
 training-loop arguments it returns get
 
