@@ -22,9 +22,11 @@ PathLike = Union[str, Path]
 DPI = 110
 SEED_DOT = dict(s=14, alpha=0.35, linewidths=0, zorder=2)
 
-__all__ = ["arm_accuracy_figure", "confusions_figure", "gan_metrics_figure", "plot_arm_accuracy", "plot_confusions",
-           "plot_gan_metrics", "plot_precision_recall", "plot_sweep", "plot_sweep_arms", "plot_val_curves",
-           "precision_recall_figure", "sweep_arms_figure", "sweep_figure", "val_curves_figure"]
+__all__ = ["arm_accuracy_figure", "confusions_figure", "exchange_figure", "gan_metrics_figure", "plot_arm_accuracy",
+           "plot_confusions", "plot_exchange",
+           "plot_gan_metrics", "plot_precision_recall", "plot_predictive", "plot_sweep", "plot_sweep_arms",
+           "plot_val_curves", "precision_recall_figure", "predictive_figure", "sweep_arms_figure", "sweep_figure",
+           "val_curves_figure"]
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -537,3 +539,150 @@ def precision_recall_figure(sets: Sequence[Dict[str, Any]],
 def plot_precision_recall(sets: Sequence[Dict[str, Any]], path: PathLike) -> Path:
     """Precision against recall per synthetic set and class, with the floor. Written to `path`."""
     return _write_png(precision_recall_figure(sets), path)
+
+
+def predictive_figure(rows: Sequence[Dict[str, Any]], baseline: Optional[str] = None,
+                      title: str = "Δ test accuracy against each quality score") -> Figure:
+    """One panel per quality score: Δ accuracy (pp) against the score, a point per generator (labelled), a colour
+    per arm kind, each kind's rho in the panel. `rows`: `metrics.predictive.predictive_table`'s; a score no kind has a
+    rho for (every generator scores the same) gets no panel. A lower-is-better score's axis is reversed, so a better
+    score is always to the right."""
+    from matplotlib.ticker import MaxNLocator
+
+    kinds = list(dict.fromkeys(r["kind_label"] for r in rows))
+    scores = list(dict.fromkeys(r["score"] for r in rows if r["rho"] is not None))
+    ncol = min(3, max(1, len(scores)))
+    nrow = max(1, math.ceil(len(scores) / ncol))
+    fig = _new_figure(4.3 * ncol, 3.4 * nrow + 0.9)
+    axes = np.atleast_1d(fig.subplots(nrow, ncol, squeeze=False)).ravel()
+    if not scores:
+        _empty(axes[0], "no score varies across the generators" if rows else "fewer than 3 generators")
+    for ax in axes[len(scores):]:
+        ax.set_axis_off()
+    for ax, score in zip(axes, scores):
+        said = []
+        for r in (r for r in rows if r["score"] == score):
+            color = f"C{kinds.index(r['kind_label'])}"
+            xs = [float(p["x"]) for p in r["points"]]
+            ys = [100.0 * float(p["delta"]) for p in r["points"]]
+            ax.scatter(xs, ys, s=36, color=color, edgecolors="white", zorder=3,
+                       label=r["kind_label"] if ax is axes[0] else None)
+            for p, x, y in zip(r["points"], xs, ys):
+                ax.annotate(str(p["generator"]), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7,
+                            color=color)
+            rho = "ρ undefined: no spread" if r["rho"] is None else f"ρ = {r['rho']:+.2f}, p = {r['p']:.2g}"
+            said.append((f"{rho} (n={r['n']})", color))
+        for i, (text, color) in enumerate(said):
+            ax.text(0.02, 0.98 - 0.09 * i, text, transform=ax.transAxes, fontsize=7, color=color, va="top", zorder=5,
+                    bbox=dict(facecolor="white", alpha=0.7, linewidth=0, pad=1))
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        first = next(r for r in rows if r["score"] == score)
+        if not first["higher_is_better"]:
+            ax.invert_xaxis()
+        ax.axhline(0.0, color="0.5", lw=0.8, ls="--", zorder=1)
+        ax.set_xlabel(first["label"] + ("" if first["higher_is_better"] else " (reversed: lower to the right)"),
+                      fontsize="small")
+        ax.set_ylabel(f"Δ test acc vs {baseline or 'baseline'} (pp)", fontsize="small")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False,
+                   fontsize="small")
+    fig.suptitle(title, fontsize="medium")
+    return fig
+
+
+def plot_predictive(rows: Sequence[Dict[str, Any]], path: PathLike, baseline: Optional[str] = None,
+                    title: str = "Δ test accuracy against each quality score") -> Path:
+    """Δ accuracy against each quality score, a point per generator, a colour per arm kind. Written to `path`."""
+    return _write_png(predictive_figure(rows, baseline=baseline, title=title), path)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The exchange rate of a learning curve.
+
+
+def exchange_figure(ex: Dict[str, Any], title: str = "What each arm is worth in real images per class") -> Figure:
+    """Left: the real-only learning curve (measured means, the monotone fit) with each arm's accuracy moved along it
+    from its real size n to its equivalent real size n*. Right: n* against n with bootstrap intervals, the diagonal
+    n* = n marking 'worth nothing'. `ex` is ganaug.metrics.exchange.exchange_rates' result; censored sizes are drawn
+    as triangles just beyond the measured range."""
+    fig = _new_figure(12.0, 4.8)
+    ax_curve, ax_rate = fig.subplots(1, 2)
+    sizes = [float(n) for n in ex.get("sizes") or []]
+    rows = ex.get("rows") or []
+    if len(sizes) < 2 or not rows:
+        _empty(ax_curve, "no learning curve")
+        _empty(ax_rate, "no exchange rates")
+        return fig
+    lo, hi = min(sizes), max(sizes)
+    below, above = lo / 1.35, hi * 1.35  # where a censored size is drawn
+
+    def place(v: Optional[float]) -> float:
+        v = _num(v)
+        if v is None or math.isnan(v):
+            return math.nan
+        return above if v == math.inf else below if v == -math.inf else v
+
+    ax_curve.scatter(sizes, _pct_values(ex.get("real_means")), color="0.2", s=22, zorder=4,
+                     label=f"{ex.get('baseline', 'real')} (mean)")
+    ax_curve.plot(sizes, _pct_values(ex.get("curve")), color="0.2", lw=1.6, zorder=3, label="monotone fit")
+    arms = list(dict.fromkeys(r["arm"] for r in rows))
+    for i, arm in enumerate(arms):
+        color = f"C{i}"
+        mine = [r for r in rows if r["arm"] == arm]
+        for j, r in enumerate(mine):
+            n, y, x = float(r["n"]), _pct(r["acc"]), place(r["n_star"])
+            ax_curve.scatter([n], [y], s=30, facecolors="none", edgecolors=color, zorder=5,
+                             label=f"{arm} at n" if j == 0 else None)
+            if math.isfinite(x):
+                ax_curve.annotate("", xy=(x, y), xytext=(n, y), zorder=4,
+                                  arrowprops=dict(arrowstyle="->", color=color, lw=1.1, alpha=0.8, shrinkA=3, shrinkB=2))
+                marker = ">" if r["censored"] == "above" else "<" if r["censored"] == "below" else "o"
+                ax_curve.scatter([x], [y], s=26, marker=marker, color=color, zorder=5,
+                                 label=f"{arm} at n*" if j == 0 else None)
+        # Right: n* against n, each arm nudged sideways so the bars do not hide each other.
+        nudge = 1.0 + 0.05 * (i - (len(arms) - 1) / 2)
+        xs = [float(r["n"]) * nudge for r in mine]
+        ys = [place(r["n_star"]) for r in mine]
+        lows = [place(r["n_star_low"]) for r in mine]
+        highs = [place(r["n_star_high"]) for r in mine]
+        ok = [k for k, y in enumerate(ys) if math.isfinite(y)]
+        ax_rate.plot([xs[k] for k in ok], [ys[k] for k in ok], "-", color=color, lw=1.0, alpha=0.6, zorder=2)
+        for k in ok:
+            r = mine[k]
+            marker = "^" if r["censored"] == "above" else "v" if r["censored"] == "below" else "o"
+            err = None
+            if math.isfinite(lows[k]) and math.isfinite(highs[k]):
+                err = [[max(0.0, ys[k] - lows[k])], [max(0.0, highs[k] - ys[k])]]
+            ax_rate.errorbar([xs[k]], [ys[k]], yerr=err, fmt=marker, ms=6, color=color, capsize=3, lw=1.1, zorder=4,
+                             label=arm if k == ok[0] else None)
+    for ax in (ax_curve, ax_rate):
+        ax.set_xscale("log")
+        ax.set_xlim(below / 1.15, above * 1.15)
+        ax.set_xticks(sizes)
+        ax.set_xticklabels([f"{n:g}" for n in sizes])
+        ax.minorticks_off()
+        ax.set_xlabel("real training images per class (n)")
+        ax.grid(True, alpha=0.3)
+    ax_rate.set_yscale("log")
+    ax_rate.set_ylim(below / 1.15, above * 1.15)
+    ax_rate.set_yticks(sizes)
+    ax_rate.set_yticklabels([f"{n:g}" for n in sizes])
+    ax_rate.minorticks_off()
+    ax_rate.plot([below, above], [below, above], ls="--", color="0.5", lw=1, zorder=1, label="n* = n: worth nothing")
+    for y in (below * 1.08, above / 1.08):
+        ax_rate.axhline(y, color="0.85", lw=0.8, zorder=0)
+    ax_curve.set_ylabel("test accuracy (%)")
+    ax_curve.set_title("Each arm moved along the real-only curve to its equivalent size", fontsize="medium")
+    ax_rate.set_ylabel("equivalent real images per class (n*)")
+    ax_rate.set_title(f"n* against n (triangles: beyond {lo:g}..{hi:g}, not extrapolated)", fontsize="medium")
+    _legend_below(ax_curve, ncol=3)
+    _legend_below(ax_rate, ncol=3)
+    fig.suptitle(title)
+    return fig
+
+
+def plot_exchange(ex: Dict[str, Any], path: PathLike, title: str = "What each arm is worth in real images per class") -> Path:
+    """The real-only curve with each arm moved to its equivalent real size, and n* against n. Written to `path`."""
+    return _write_png(exchange_figure(ex, title=title), path)

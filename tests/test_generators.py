@@ -106,8 +106,9 @@ def test_two_generators_train_sample_evaluate_and_compare_side_by_side(tmp_path:
 
     table = (run / "compare" / "table.md").read_text()
     assert "| arm | generator | training data |" in table
-    cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in table.splitlines()
-             if line.startswith("| ") and not line.startswith(("| arm", "| synthetic set"))}
+    main_table = table[table.index("| arm | generator |"):].split("\n\n")[0]  # not the quality or cost tables
+    cells = {line.split(" | ")[0].strip("| "): line.split(" | ")[1] for line in main_table.splitlines()
+             if line.startswith("| ") and not line.startswith("| arm")}
     assert (cells["real"], cells["synthetic-cg"], cells["synthetic-va"], cells["real+5-va"]) == ("-", "cg", "va", "va")
     quality = [line.split(" | ")[0] for line in table.splitlines() if line.startswith("| samples/")]
     assert quality == ["| samples/cg (cg: cgan)", "| samples/va (va: vae)"]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from ganaug.metrics.stats import bonferroni, holm, mean_ci, paired_test, verdict
+from ganaug.metrics.stats import bonferroni, holm, mean_ci, paired_test, tost_paired, verdict
 
 REL = 1e-10
 
@@ -265,9 +265,9 @@ def test_adjustments_reject_non_probabilities(fn, bad: list) -> None:
     [
         (0.02, 0.01, "better"),
         (-0.02, 0.01, "worse"),
-        (0.02, 0.05, "no detectable difference"),  # p must be strictly below alpha
-        (-0.02, 0.4, "no detectable difference"),
-        (0.0, 0.01, "no detectable difference"),
+        (0.02, 0.05, "inconclusive"),  # p must be strictly below alpha; without an equivalence test, no more
+        (-0.02, 0.4, "inconclusive"),
+        (0.0, 0.01, "inconclusive"),
         (0.02, None, "too few replicates"),
         (None, None, "too few replicates"),
     ],
@@ -277,8 +277,16 @@ def test_verdict(mean_diff, p, expected: str) -> None:
 
 
 def test_verdict_alpha() -> None:
-    assert verdict(0.02, 0.03, alpha=0.01) == "no detectable difference"
+    assert verdict(0.02, 0.03, alpha=0.01) == "inconclusive"
     assert verdict(0.02, 0.03, alpha=0.05) == "better"
+
+
+def test_verdict_equivalence_only_when_the_difference_is_not_significant() -> None:
+    assert verdict(0.002, 0.3, 0.05, p_equivalence=0.01, margin=0.01) == "equivalent (±1 pt)"
+    assert verdict(0.002, 0.3, 0.05, p_equivalence=0.05, margin=0.005) == "inconclusive"  # strictly below alpha
+    assert verdict(0.002, 0.3, 0.05, p_equivalence=0.01, margin=0.025) == "equivalent (±2.5 pts)"
+    # Significant and equivalent at once (a tiny, precisely measured difference): the difference test speaks first.
+    assert verdict(0.002, 0.01, 0.05, p_equivalence=0.001, margin=0.01) == "better"
 
 
 # ----------------------------------------------------------------------------- sign test and decide
@@ -307,5 +315,16 @@ def test_decide_needs_three_pairs_and_spread() -> None:
     v, why = decide(flat, None)
     assert v == "undecided (zero spread)" and "sign test gives p = 0.125" in why and flat["p_t"] is None
     same = paired_test([0.8, 0.7, 0.9], [0.8, 0.7, 0.9])
-    assert decide(same, 1.0)[0] == "no detectable difference"
+    assert decide(same, 1.0)[0] == "inconclusive"  # not asked about equivalence
+    # The same result on every seed: the exact sign tests against ±margin give 2**-n, so 3 seeds cannot show
+    # equivalence at 0.05 and 5 can.
+    tost3 = tost_paired([0.8, 0.7, 0.9], [0.8, 0.7, 0.9], 0.01)
+    assert tost3["p"] is None and tost3["p_sign"] == 0.125
+    assert decide(same, 1.0, 0.05, tost3, tost3["p_sign"], seeds=5) == (
+        "inconclusive (5 seeds would decide)",
+        "the same result on all 3 seeds; exact sign tests against ±1 point, adjusted p = 0.125")
+    five = [0.8, 0.7, 0.9, 0.6, 0.5]
+    tost5 = tost_paired(five, five, 0.01)
+    v, why = decide(paired_test(five, five), 1.0, 0.05, tost5, tost5["p_sign"], seeds=5)
+    assert v == "equivalent (±1 pt)" and "adjusted p = 0.0312" in why
     assert decide(paired_test([0.9, 0.91, 0.95], [0.8, 0.8, 0.81]), 0.01) == ("better", "paired t-test, adjusted p = 0.01")

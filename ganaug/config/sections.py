@@ -354,10 +354,19 @@ class CompareConfig(Section):
     audit: bool = True
     """The protocol audit (no fakes in val/test, GAN saw only train images, equal budgets ...)"""
     power: Float = 0.8
-    """A "no detectable difference" says what difference it would have caught with this power"""
+    """An inconclusive verdict says what difference it would have caught, and how many seeds would show
+    equivalence, with this power"""
     target_difference: Float = 0.01
-    """A "no detectable difference" also says how many seeds this difference in accuracy (0.01: 1 point) would
-    need"""
+    """An inconclusive verdict also says how many seeds this difference in accuracy (0.01: 1 point) would need
+    to be detected; the default is the same 1 point as equivalence_margin: the smallest effect worth finding is
+    the one inside which an arm counts as no effect"""
+    equivalence_margin: Float = 1.0
+    """The smallest effect of interest, in accuracy points (1.0: one point): an arm neither better nor worse is
+    "equivalent (±1 pt)" when two one-sided paired t-tests (TOST, corrected over the arms) put its difference
+    inside ±this, else "inconclusive". One point: 2-3 times the seed-to-seed spread of the paired differences in
+    the default experiment (0.3-0.5 points), so 4-7 seeds can show equivalence there (half a point would take
+    8-16); and below the few points the field reports for GAN augmentation on small data, under half of classic
+    augmentation's +2.4 here: an arm within ±1 point is not worth its generator"""
 
     @model_validator(mode="after")
     def _check(self) -> "CompareConfig":
@@ -366,6 +375,8 @@ class CompareConfig(Section):
         need(0.5 <= self.power < 1.0, "power", f"must be in [0.5, 1), e.g. 0.8, got {self.power}")
         need(0.0 < self.target_difference < 1.0, "target_difference",
              f"must be an accuracy difference in (0, 1), e.g. 0.01 for one point, got {self.target_difference}")
+        need(0.0 < self.equivalence_margin < 100.0, "equivalence_margin",
+             f"must be in accuracy points, in (0, 100), e.g. 1.0 for one point, got {self.equivalence_margin}")
         return self
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
 from .. import progress
+from ..cost import total as total_cost
 from ..errors import StageError
 from ..provenance import environment
 from ..utils import atomic_write_json
@@ -166,7 +167,8 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
                 timings.append({"id": c.id, "kind": c.kind, "ok": bool(outcome.get("ok")),
                                 "submitted": outcome.get("started") or submitted,
                                 "finished": time.time(), "seconds": outcome.get("seconds"),
-                                "threads": outcome.get("threads"), "steps": watch.steps(c)})
+                                "threads": outcome.get("threads"), "steps": watch.steps(c),
+                                "cost": outcome.get("cost")})
                 watch.finished(c, outcome)
                 if outcome.get("ok"):
                     done.add(c.id)
@@ -189,7 +191,9 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
         watch.close()
         executor.close()
         record = {"executor": described, "threads": executor.threads_line(), "wall_seconds": round(time.time() - started, 2),
-                  "cells": timings, "phases": _phases(timings), "environment": environment()}  # the coordinator's
+                  "cells": timings, "phases": _phases(timings),
+                  "cost": total_cost(t.get("cost") for t in timings),  # the cells' costs summed (their peaks: the largest)
+                  "environment": environment()}  # the coordinator's
         if timings:
             atomic_write_json(Path(cfg.out_dir) / "logs" / "run.json", record)
     if failed or skipped:

@@ -39,8 +39,8 @@ class SerialExecutor(Executor):
         cell = self._cells.pop(handles[0])
         started = time.time()
         with torch_threads(self.cell_threads(cell)) as threads:
-            run_cell(cell.spec, force=self._force, progress=self.progress)
+            spent = run_cell(cell.spec, force=self._force, progress=self.progress)
         return [(cell.id, {"id": cell.id, "ok": True, "error": None, "log": None, "started": started,
-                        "seconds": round(time.time() - started, 2), "threads": threads})]
+                        "seconds": round(time.time() - started, 2), "threads": threads, "cost": spent})]
 
     _force = False

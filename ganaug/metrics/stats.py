@@ -7,14 +7,19 @@ natural comparison is on the per-seed differences d = a - b. This module gives
 * ``paired_test``  - paired t-test and Wilcoxon signed-rank test on d,
 * ``holm`` / ``bonferroni`` - family-wise corrections when many arms are compared with one baseline,
 * ``sign_test``    - the exact two-sided sign test, for when the t-test is undefined (zero spread),
-* ``min_detectable_difference`` / ``pairs_needed`` - what a "no detectable difference" ruled out, by the
+* ``min_detectable_difference`` / ``pairs_needed`` - what an inconclusive comparison ruled out, by the
   paired t-test's power (the noncentral t distribution),
-* ``verdict`` / ``decide`` - the plain-words reading of an adjusted p-value, and whether the evidence
-  allows one at all (at least ``MIN_PAIRS`` pairs, a non-zero spread of the differences).
+* ``tost_paired``  - the two one-sided paired t-tests (TOST) of equivalence within a margin, with the
+  (1 - 2 alpha) interval they amount to; ``tost_power`` / ``seeds_to_decide`` - their exact power, and
+  the seeds that would show equivalence,
+* ``verdict`` / ``decide`` - the plain-words reading (better, worse, equivalent, inconclusive) of the
+  adjusted p-values, and whether the evidence allows one at all (at least ``MIN_PAIRS`` pairs, a
+  non-zero spread of the differences).
 
 The statistics are computed here with numpy; scipy is used only for the t and normal distribution
-functions. Keeping the tests themselves out of scipy lets the unit tests check this code against
-scipy's ``ttest_rel`` / ``wilcoxon`` instead of against itself.
+functions and one numerical integral (TOST's power). Keeping the tests themselves out of scipy lets the
+unit tests check this code against scipy's ``ttest_rel`` / ``wilcoxon`` (and statsmodels'
+``ttost_paired``) instead of against itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from scipy.integrate import quad
 from scipy.stats import nct, norm
 from scipy.stats import t as student_t
 
@@ -148,6 +154,24 @@ def _wilcoxon(d: np.ndarray) -> Tuple[float, float, str, Optional[float]]:
     return w, p, "approx", None
 
 
+def _differences(a: Sequence[float], b: Sequence[float], who: str) -> Tuple[np.ndarray, bool]:
+    """The paired differences d = a - b, and whether they all are the same (zero spread; then made exactly equal)."""
+    x = _as_vector(a, "a")
+    y = _as_vector(b, "b")
+    if x.size != y.size:
+        raise ValueError(f"{who} needs equal lengths, got {x.size} and {y.size}")
+    if x.size == 0:
+        raise ValueError(f"{who} needs at least one pair")
+    d = x - y
+    # Accuracies are counts over the same test set, so equal differences can differ in the last bit
+    # (0.85 - 0.80 != 0.86 - 0.81 in floating point); within this tolerance they are the same.
+    tol = 1e-12 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max()))
+    zero_spread = bool(d.size >= 2 and np.ptp(d) <= tol)
+    if zero_spread:
+        d = np.full_like(d, float(np.median(d)))
+    return d, zero_spread
+
+
 def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Dict[str, Any]:
     """Paired comparison of ``a`` against ``b`` (same seeds, same order) on the differences d = a - b.
 
@@ -156,19 +180,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     (two-sided Wilcoxon signed-rank test; w = min(W+, W-) as scipy reports it). Unequal lengths or no
     pairs raise ValueError. With one pair the t quantities are None.
     """
-    x = _as_vector(a, "a")
-    y = _as_vector(b, "b")
-    if x.size != y.size:
-        raise ValueError(f"paired_test needs equal lengths, got {x.size} and {y.size}")
-    if x.size == 0:
-        raise ValueError("paired_test needs at least one pair")
-    d = x - y
-    # Accuracies are counts over the same test set, so equal differences can differ in the last bit
-    # (0.85 - 0.80 != 0.86 - 0.81 in floating point); within this tolerance they are the same.
-    tol = 1e-12 * max(1.0, float(np.abs(x).max()), float(np.abs(y).max()))
-    zero_spread = bool(d.size >= 2 and np.ptp(d) <= tol)
-    if zero_spread:
-        d = np.full_like(d, float(np.median(d)))
+    d, zero_spread = _differences(a, b, "paired_test")
     summary = mean_ci(d, confidence)
     n = int(d.size)
     mean = float(summary["mean"])  # type: ignore[arg-type]
@@ -265,11 +277,19 @@ def bonferroni(pvalues: Sequence[Optional[float]]) -> List[Optional[float]]:
     return out
 
 
-def verdict(mean_diff: Optional[float], p_adjusted: Optional[float], alpha: float = 0.05) -> str:
+def equivalent_label(margin: float) -> str:
+    """The equivalence verdict with its margin in accuracy points: "equivalent (±1 pt)" for a margin of 0.01."""
+    points = 100.0 * margin
+    return f"equivalent (±{points:.3g} pt{'s' if points > 1 else ''})"
+
+
+def verdict(mean_diff: Optional[float], p_adjusted: Optional[float], alpha: float = 0.05,
+            p_equivalence: Optional[float] = None, margin: Optional[float] = None) -> str:
     """Plain-words reading of a comparison.
 
-    "too few replicates" if p_adjusted is None; "better" / "worse" if p_adjusted < alpha and the mean
-    difference is positive / negative; otherwise "no detectable difference".
+    "too few replicates" if p_adjusted is None; "better" / "worse" if p_adjusted < alpha and the mean difference is
+    positive / negative; otherwise "equivalent (±margin)" if the equivalence test's (TOST's) adjusted p-value
+    `p_equivalence` is below alpha, else "inconclusive": not significant is not the same as no effect.
     """
     if p_adjusted is None:
         return "too few replicates"
@@ -278,15 +298,23 @@ def verdict(mean_diff: Optional[float], p_adjusted: Optional[float], alpha: floa
             return "better"
         if mean_diff < 0:
             return "worse"
-    return "no detectable difference"
+    if p_equivalence is not None and margin is not None and p_equivalence < alpha:
+        return equivalent_label(margin)
+    return "inconclusive"
 
 
-def decide(delta: Dict[str, Any], p_adjusted: Optional[float], alpha: float = 0.05) -> Tuple[str, str]:
-    """(verdict, reason) for a paired comparison (``paired_test``'s result) and its family-adjusted p-value.
+def decide(delta: Dict[str, Any], p_adjusted: Optional[float], alpha: float = 0.05,
+           tost: Optional[Dict[str, Any]] = None, p_equivalence: Optional[float] = None,
+           seeds: Optional[int] = None) -> Tuple[str, str]:
+    """(verdict, reason) for a paired comparison (``paired_test``'s result) and its family-adjusted p-value; with
+    ``tost_paired``'s result and its family-adjusted p-value, the verdict can also be "equivalent (±margin)", and an
+    "inconclusive" one says how many `seeds` would decide ("inconclusive (7 seeds would decide)") when that is more
+    than it has.
 
     No verdict comes from degenerate evidence: fewer than MIN_PAIRS pairs, or identical non-zero differences
-    (zero spread: the t-test is undefined). The verdict then starts with "undecided" and the reason says why;
-    identical differences of zero (the same result on every seed) are "no detectable difference".
+    (zero spread: the t-test is undefined). The verdict then starts with "undecided" and the reason says why.
+    Identical differences of zero (the same result on every seed) are equivalent or inconclusive by the exact
+    sign tests against the margin (``tost_paired``'s p_sign), as the caller passed them in p_equivalence.
     """
     n = delta.get("n") or 0
     if n < MIN_PAIRS:
@@ -296,10 +324,26 @@ def decide(delta: Dict[str, Any], p_adjusted: Optional[float], alpha: float = 0.
         return ("undecided (zero spread)",
                 f"every one of the {n} pairs differs by the same {100 * delta['mean']:+.2f} points (zero spread), so "
                 f"the t-test is undefined; the exact sign test gives p = {delta['p_sign']:.3f}")
+    margin = tost["margin"] if tost else None
+    v = verdict(delta.get("mean"), p_adjusted, alpha, p_equivalence, margin)
     if delta.get("zero_spread"):
-        return "no detectable difference", f"the same result on all {n} seeds"
-    v = verdict(delta.get("mean"), p_adjusted, alpha)
-    return v, f"paired t-test, adjusted p = {p_adjusted:.3g}" if p_adjusted is not None else ""
+        why = f"the same result on all {n} seeds"
+    else:
+        why = f"paired t-test, adjusted p = {p_adjusted:.3g}" if p_adjusted is not None else ""
+    if v in ("better", "worse") or tost is None or p_equivalence is None:
+        return v, why
+    test = "exact sign tests" if delta.get("zero_spread") else "TOST"
+    points = 100 * tost["margin"]
+    why += f"; {test} against ±{points:.3g} point{'s' if points != 1 else ''}, adjusted p = {p_equivalence:.3g}"
+    if tost.get("ci_low") is not None and not delta.get("zero_spread"):
+        # The (1 - 2 alpha) interval inside the margin is TOST at alpha before the correction; after it, it may not do.
+        inside = -tost["margin"] < tost["ci_low"] and tost["ci_high"] < tost["margin"]
+        why += (f", {100 * tost['confidence']:g}% CI of Δ [{100 * tost['ci_low']:+.2f}, {100 * tost['ci_high']:+.2f}] "
+                + (f"inside ±{100 * tost['margin']:.3g}" if inside else f"reaching past ±{100 * tost['margin']:.3g}")
+                + (" but not by enough for the correction" if inside and v == "inconclusive" else ""))
+    if v == "inconclusive" and seeds is not None and seeds > n:
+        v = f"inconclusive ({seeds} seeds would decide)"
+    return v, why
 
 
 def t_power(effect: float, n: int, alpha: float) -> float:
@@ -335,3 +379,115 @@ def pairs_needed(difference: float, sd: float, alpha: float, power: float = 0.8,
         if t_power(effect, n, alpha) >= power:
             return n
     return None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Equivalence: is the difference inside ±margin, and how many seeds would show it?
+
+
+def _binomial_upper_tail(k: int, n: int) -> float:
+    """P(Binomial(n, 1/2) >= k), exactly."""
+    if n == 0:
+        return 1.0
+    return sum(math.comb(n, i) for i in range(k, n + 1)) / 2.0**n
+
+
+def tost_paired(a: Sequence[float], b: Sequence[float], margin: float, alpha: float = 0.05) -> Dict[str, Any]:
+    """Two one-sided paired t-tests (TOST) of equivalence of ``a`` and ``b`` within ±margin, on d = a - b.
+
+    H0: mean(d) <= -margin or mean(d) >= +margin; rejecting both one-sided nulls shows -margin < mean(d) < margin.
+    Returns {"n", "mean", "std", "df", "margin"}, {"t_lower", "p_lower"} (against H0: mean <= -margin),
+    {"t_upper", "p_upper"} (against H0: mean >= +margin), "p" (their max, TOST's p-value, as statsmodels'
+    ``ttost_paired``), {"confidence", "ci_low", "ci_high"}: the Student-t interval at 1 - 2 alpha (90% at 0.05),
+    which lies strictly inside ±margin exactly when p < alpha; "zero_spread"; and "p_sign": the same two tests as
+    exact sign tests (each P(Binomial >= the pairs on the equivalent side of its bound), ties with a bound dropped).
+
+    Degenerate cases, as ``paired_test`` treats them: no pairs or unequal lengths raise ValueError; one pair leaves
+    the t quantities and the interval None. Identical differences (zero spread, within the last bit) make t = ±inf
+    and statsmodels' p = 0 or 1 from no evidence of spread at all: here the t quantities are None and p_sign speaks
+    (with every one of n differences inside the margin it is 2**-n, so it takes 5 pairs to go below 0.05).
+    """
+    if not (math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a positive number, got {margin}")
+    if not 0.0 < alpha < 0.5:
+        raise ValueError(f"alpha must be in (0, 0.5), got {alpha}")
+    d, zero_spread = _differences(a, b, "tost_paired")
+    n = int(d.size)
+    summary = mean_ci(d, 1.0 - 2.0 * alpha)
+    mean, std = float(summary["mean"]), summary["std"]  # type: ignore[arg-type]
+    out: Dict[str, Any] = {
+        "n": n, "mean": mean, "std": std, "df": n - 1 if n >= 2 else None, "margin": float(margin),
+        "t_lower": None, "p_lower": None, "t_upper": None, "p_upper": None, "p": None,
+        "confidence": 1.0 - 2.0 * alpha, "ci_low": summary["ci_low"], "ci_high": summary["ci_high"],
+        "zero_spread": zero_spread,
+    }
+    if n >= 2 and not zero_spread:
+        sem, df = float(summary["sem"]), n - 1  # type: ignore[arg-type]
+        t_lower, t_upper = (mean + margin) / sem, (mean - margin) / sem
+        p_lower, p_upper = float(student_t.sf(t_lower, df)), float(student_t.cdf(t_upper, df))
+        out.update(t_lower=t_lower, p_lower=p_lower, t_upper=t_upper, p_upper=p_upper, p=max(p_lower, p_upper))
+    above, below = d[d != -margin], d[d != margin]
+    out["p_sign"] = max(_binomial_upper_tail(int(np.sum(above > -margin)), int(above.size)),
+                        _binomial_upper_tail(int(np.sum(below < margin)), int(below.size)))
+    return out
+
+
+def tost_power(margin: float, n: int, alpha: float, difference: float = 0.0) -> float:
+    """Exact power of the paired TOST at level `alpha` with n pairs, the margin and the true mean difference in units
+    of the differences' standard deviation: P(-margin + c s/√n < mean < margin - c s/√n), c = t_{1-alpha, n-1}.
+
+    The mean is normal and the sample variance an independent scaled chi-square, so the power is one integral over
+    u = (n - 1) s² (Owen's Q, as in Phillips 1990), done here by quad: no approximation beyond the quadrature's.
+    """
+    if n < 2 or not margin > 0:
+        return 0.0
+    df, root = n - 1, math.sqrt(n)
+    c = float(student_t.ppf(1.0 - alpha, df))
+    # Equivalence needs c s / √n < margin: s below margin √n / c, i.e. u = df s² below u_max.
+    u_max = df * (margin * root / c) ** 2
+    log_norm = -(df / 2.0) * math.log(2.0) - math.lgamma(df / 2.0)  # the chi-square density's constant
+
+    def phi(x: float) -> float:
+        return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+    def given(u: float) -> float:
+        # P(equivalence | u) times u's chi-square density, with math's functions: quad calls this often.
+        half = margin - c * math.sqrt(u / df) / root
+        if u <= 0.0 or half <= 0.0:
+            return 0.0
+        density = math.exp(log_norm + (df / 2.0 - 1.0) * math.log(u) - u / 2.0)
+        return (phi(root * (half - difference)) - phi(root * (-half - difference))) * density
+
+    peak = [x for x in (max(df - 2.0, 0.0), float(df)) if 0.0 < x < u_max]  # the density's mode and mean
+    value, _ = quad(given, 0.0, u_max, points=peak or None, limit=200, epsabs=1e-13, epsrel=1e-11)
+    return min(1.0, max(0.0, value))
+
+
+def seeds_to_decide(sd: float, margin: float, alpha: float, power: float = 0.8, limit: int = 10_000) -> Optional[int]:
+    """The fewest pairs with which TOST at `alpha` shows equivalence within ±margin with `power` when the true mean
+    difference is 0, given a spread `sd` of the differences (exact power, ``tost_power``); None beyond `limit`.
+
+    With sd == 0 (every pair the same) the t-tests are undefined and the exact sign tests decide: the fewest n with
+    2**-n < alpha.
+    """
+    if not margin > 0:
+        return None
+    if sd == 0:
+        return next(n for n in range(1, 64) if 0.5**n < alpha)
+    if not sd > 0:
+        return None
+    effect = margin / sd
+
+    def enough(n: int) -> bool:
+        return tost_power(effect, n, alpha) >= power
+
+    # The power at a true difference of 0 grows with n: double to bracket, then bisect.
+    lo, hi = 1, 2
+    while not enough(hi):
+        lo, hi = hi, 2 * hi
+        if lo >= limit:
+            return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi if hi <= limit else None

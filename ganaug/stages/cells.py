@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from .. import memory, progress
+from .. import cost, memory, progress
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config, Rep, config_from_dict, to_dict
-from .layout import RESUME_DIR, paths
+from .costs import record_cost
+from .layout import RESUME_DIR, STAGE_FILE, paths
 from .locks import cell_lock
 from .quality import rep_tag
 from .records import (
@@ -186,11 +187,41 @@ def config_of(spec: Dict[str, Any]) -> Config:
     return cfg
 
 
-def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False) -> None:
-    """Run one cell from its spec, in this process: the stage function restricted to the cell, under the cell's lock.
+def cell_folder(cfg: Config, spec: Dict[str, Any]) -> Path:
+    """The folder a cell's spec writes."""
+    from ..config import arm_from_dict
+
+    p = paths(cfg)
+    kind = spec["kind"]
+    if kind == "split":
+        return p.split
+    if kind == "features":
+        return p.features
+    if kind == "train-clf":
+        return p.clf_run(arm_from_dict(spec["arm"]).name, spec["seed"])
+    if kind not in ("train-gan", "sample", "evaluate"):  # pragma: no cover - build_graph makes only KINDS
+        raise ValueError(f"unknown cell kind {kind!r}")
+    return {"train-gan": p.gan, "sample": p.samples, "evaluate": p.evaluate}[kind](
+        Rep(spec.get("generator"), spec.get("gan_seed")))
+
+
+def _record_stamp(folder: Path) -> Optional[Tuple[int, int, int]]:
+    """Which stage record a folder holds (None: none), to tell whether a cell wrote a new one."""
+    try:
+        st = (folder / STAGE_FILE).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
+             spent: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Run one cell from its spec, in this process: the stage function restricted to the cell, under the cell's lock;
+    returns what it cost (`cost.measure`), also filled into `spent` where given, even when the cell fails.
 
     A cell whose output is already there (another coordinator made it while this one waited for the lock) is
-    skipped by the stage function itself.
+    skipped by the stage function itself, and its record keeps the cost of the run that made it; a cell that ran
+    adds its cost to the record it wrote.
     """
     from ..config import arm_from_dict
     from .evaluate import run_evaluate
@@ -202,35 +233,33 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False) 
 
     cfg = config_of(spec)
     kind = spec["kind"]
-    p = paths(cfg)
     rep = Rep(spec.get("generator"), spec.get("gan_seed"))
-    if kind == "split":
-        folder = p.split
-    elif kind == "features":
-        folder = p.features
-    elif kind == "train-clf":
-        arm = arm_from_dict(spec["arm"])
-        folder = p.clf_run(arm.name, spec["seed"])
-    else:
-        folder = {"train-gan": p.gan, "sample": p.samples, "evaluate": p.evaluate}[kind](rep)
+    folder = cell_folder(cfg, spec)
+    # NVlabs' train.py trains on the GPU in a child process, out of sight of this process's CUDA counters.
+    official = kind == "train-gan" and getattr(cfg.gen(rep.generator), "impl", None) == "official"
+    spent = {} if spent is None else spent
     with cell_lock(folder):
-        if kind == "split":
-            run_split(cfg, force=force, progress=progress)
-        elif kind == "features":
-            domain_checkpoint(cfg, force=force, progress=progress)
-        elif kind == "train-gan":
-            # What the later stages will take, now: an absurd count stops here, before the GAN trains.
-            for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
-                memory.check(cfg, stage, paths(cfg))
-            run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
-        elif kind == "sample":
-            run_sample(cfg, force=force, reps=[rep])
-        elif kind == "evaluate":
-            run_evaluate(cfg, force=force, reps=[rep], train_features=False)
-        elif kind == "train-clf":
-            run_train_clf(cfg, arms=[arm], seeds=[spec["seed"]], force=force, progress=progress, resume=True)
-        else:  # pragma: no cover - build_graph makes only KINDS
-            raise ValueError(f"unknown cell kind {kind!r}")
+        before = _record_stamp(folder)
+        with cost.measure(spent, on_gpu=official):
+            if kind == "split":
+                run_split(cfg, force=force, progress=progress)
+            elif kind == "features":
+                domain_checkpoint(cfg, force=force, progress=progress)
+            elif kind == "train-gan":
+                # What the later stages will take, now: an absurd count stops here, before the GAN trains.
+                for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
+                    memory.check(cfg, stage, paths(cfg))
+                run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
+            elif kind == "sample":
+                run_sample(cfg, force=force, reps=[rep])
+            elif kind == "evaluate":
+                run_evaluate(cfg, force=force, reps=[rep], train_features=False)
+            else:
+                run_train_clf(cfg, arms=[arm_from_dict(spec["arm"])], seeds=[spec["seed"]], force=force,
+                              progress=progress, resume=True)
+        if _record_stamp(folder) != before:
+            record_cost(folder, spent)
+    return spent
 
 
 @contextlib.contextmanager
@@ -262,13 +291,15 @@ def redirected(log: Optional[Path]) -> Iterator[None]:
 def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
     """A worker's entry point (local processes, Ray tasks, Slurm jobs): set the threads, go to the coordinator's
     folder, run the cell with its output in its log file, and return an outcome instead of raising (an exception
-    need not pickle): {'id', 'ok', 'error', 'log', 'seconds', 'threads'}."""
+    need not pickle): {'id', 'ok', 'error', 'log', 'seconds', 'threads', 'cost'} ('cost': `cost.measure`'s record of
+    the cell, a failed one's too)."""
     started = time.time()
     log = Path(spec["log"]) if spec.get("log") else None
     here = os.getcwd()
     threads = spec.get("threads")
     out: Dict[str, Any] = {"id": spec["id"], "ok": False, "error": None, "log": str(log) if log else None,
                            "started": started}
+    spent: Dict[str, Any] = {}
     try:
         os.chdir(spec["cwd"])
         import torch
@@ -281,7 +312,7 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
             print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename} pid {os.getpid()}, "
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:
-                run_cell(spec, force=spec.get("force", False))
+                run_cell(spec, force=spec.get("force", False), spent=spent)
             except BaseException:
                 import traceback
 
@@ -295,4 +326,5 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
     finally:
         os.chdir(here)
         out["seconds"] = round(time.time() - started, 2)
+        out["cost"] = spent or None
     return out

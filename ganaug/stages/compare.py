@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -21,13 +22,17 @@ from ..metrics.stats import (
     min_detectable_difference,
     paired_test,
     pairs_needed,
+    seeds_to_decide,
+    tost_paired,
 )
 from ..plots import plot_arm_accuracy, plot_confusions, plot_precision_recall, plot_sweep, plot_val_curves
 from ..progress import echo
 from ..utils import atomic_write_json, atomic_write_text, read_jsonl
 from .audit import audit
 from .budget import budget_checks, generator_checks, generator_marks
+from .costs import arm_costs, render_cost_markdown, summary_line
 from .layout import paths
+from .predictive import compare_section
 from .quality import load_quality, precision_recall_sets, quality_rows, render_quality, render_quality_csv
 from .records import clf_fingerprint, command_line, read_record
 from .table import render_csv, render_markdown, render_terminal, table_notes, variance_note
@@ -85,12 +90,15 @@ def _describe_arm(arm: Dict[str, Any]) -> str:
 
 def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[str, Any]]:
     """One row per arm: mean, spread and interval; the paired difference from the baseline arm with its
-    interval, paired t, sign and Wilcoxon p-values, the family-corrected p-value and a verdict.
+    interval, paired t, sign and Wilcoxon p-values, the family-corrected p-value; the equivalence tests (TOST)
+    against ±compare.equivalence_margin with their (1 - 2 alpha) interval and family-corrected p-value (`tost_*`);
+    and a verdict: better, worse, equivalent or inconclusive (with the seeds that would decide).
 
     The correction's family is the config's arms (its sweep included), always: runs of other arms found on
     disk (`family: "extra"`) are corrected among themselves and never change a configured arm's verdict.
     """
     conf = cfg.compare.confidence
+    margin = cfg.compare.equivalence_margin / 100.0  # points to a fraction, as accuracies are
     base_name = cfg.baseline_arm
     base = {r["seed"]: r["test"]["accuracy"] for r in results.get(base_name or "", [])}
     configured = {a.name for a in cfg.all_arms}
@@ -114,13 +122,19 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
         }
         delta: Dict[str, Any] = {k: None for k in ("n", "mean", "std", "ci_low", "ci_high", "t", "df", "p_t", "p_sign",
                                                    "zero_spread", "w", "p_wilcoxon", "wilcoxon_method", "wilcoxon_min_p")}
+        tost: Dict[str, Any] = {k: None for k in ("t_lower", "p_lower", "t_upper", "p_upper", "p", "p_sign",
+                                                  "confidence", "ci_low", "ci_high", "margin")}
         if base and name != base_name:
             paired = [(r["test"]["accuracy"], base[r["seed"]]) for r in runs if r["seed"] in base]
             if paired:
                 delta = paired_test([x for x, _ in paired], [y for _, y in paired], conf)
+                tost = tost_paired([x for x, _ in paired], [y for _, y in paired], margin, cfg.compare.alpha)
         row.update({f"delta_{k}": v for k, v in delta.items()})
-        # The p-value that enters the correction: the t-test's, or the sign test's where t is undefined.
+        row.update({f"tost_{k}": tost[k] for k in ("t_lower", "p_lower", "t_upper", "p_upper", "p", "p_sign",
+                                                    "confidence", "ci_low", "ci_high", "margin")})
+        # The p-values that enter the corrections: the t-tests', or the sign tests' where t is undefined.
         row["delta_p_family"] = delta["p_t"] if delta["p_t"] is not None else delta["p_sign"]
+        row["tost_p_family"] = tost["p"] if tost["p"] is not None else tost["p_sign"]
         rows.append(row)
 
     # Correct for the number of arms compared with the baseline, within each family.
@@ -129,14 +143,11 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
         members = [r for r in rows if r["family"] == family]
         for row, p_adj in zip(members, adjust([r["delta_p_family"] for r in members])):
             row["delta_p_adj"] = p_adj
-            if row["is_baseline"]:
-                row["verdict"], row["verdict_reason"] = "baseline", ""
-            elif not base:
-                row["verdict"], row["verdict_reason"] = "no baseline", f"no runs of the baseline arm {base_name!r}"
-            else:
-                row["verdict"], row["verdict_reason"] = decide(
-                    {k[len("delta_"):]: v for k, v in row.items() if k.startswith("delta_")}, p_adj, cfg.compare.alpha)
-        # What a "no detectable difference" ruled out: the power of the test at the family's per-arm level.
+        # Equivalence (TOST) is tested for every arm and corrected over the same arms as the difference.
+        for row, p_adj in zip(members, adjust([r["tost_p_family"] for r in members])):
+            row["tost_p_adj"] = p_adj
+        # What an inconclusive verdict ruled out, and what would decide it: the power of the tests at the family's
+        # per-arm level (Holm's first step, alpha / arms).
         m = max(1, sum(1 for r in members if r["delta_p_family"] is not None))
         level = cfg.compare.alpha / (m if cfg.compare.correction != "none" else 1)
         for row in members:
@@ -144,6 +155,16 @@ def summarize(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dic
             row["mde"] = min_detectable_difference(sd, n, level, cfg.compare.power) if sd else None
             row["pairs_for_target"] = pairs_needed(cfg.compare.target_difference, sd, level, cfg.compare.power) if sd else None
             row["power_level"] = level
+            row["seeds_to_decide"] = seeds_to_decide(sd, margin, level, cfg.compare.power) if sd is not None else None
+            if row["is_baseline"]:
+                row["verdict"], row["verdict_reason"] = "baseline", ""
+            elif not base:
+                row["verdict"], row["verdict_reason"] = "no baseline", f"no runs of the baseline arm {base_name!r}"
+            else:
+                row["verdict"], row["verdict_reason"] = decide(
+                    {k[len("delta_"):]: v for k, v in row.items() if k.startswith("delta_")}, row["delta_p_adj"],
+                    cfg.compare.alpha, {k[len("tost_"):]: v for k, v in row.items() if k.startswith("tost_")},
+                    row["tost_p_adj"], row["seeds_to_decide"])
     return rows
 
 
@@ -238,23 +259,31 @@ def run_compare(cfg: Config) -> str:
     sweep = sweep_points(cfg, rows)
     notes = table_notes(cfg, every, counted, stale)
     quality = quality_rows(cfg, evaluations, results, improving=generators)
-    md = render_markdown(cfg, rows, notes, checks, extra_rows, render_quality(quality, evaluations))
     out: Path = p.compare
-    plots = write_plots(cfg, rows or extra_rows, counted, sweep, out)
+    # Which quality score predicts the gain, across three or more generators (predictive.py).
+    predictive, predictive_md, predictive_plot = compare_section(cfg, rows, quality, out)
+    md = render_markdown(cfg, rows, notes, checks, extra_rows,
+                         render_quality(quality, evaluations) + ([""] + predictive_md if predictive_md else []))
+    plots = write_plots(cfg, rows or extra_rows, counted, sweep, out) + predictive_plot
     if evaluations:
         plots.append(plot_precision_recall(precision_recall_sets(evaluations), out / "precision_recall.png").name)
-    atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md)
+    cost = arm_costs(cfg, results, every)  # what each arm cost, from its cells' records (costs.py)
+    atomic_write_text(out / "table.md", f"# {cfg.name}\n\n" + md + render_cost_markdown(cost))
     atomic_write_text(out / "table.csv", render_csv(rows))
     if evaluations:
         atomic_write_text(out / "quality.csv", render_quality_csv(evaluations))
     atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "baseline": cfg.baseline_arm, "confidence": cfg.compare.confidence,
-        "alpha": cfg.compare.alpha, "correction": cfg.compare.correction, "variance": variance_note(cfg, results),
+        "alpha": cfg.compare.alpha, "correction": cfg.compare.correction,
+        "equivalence_margin_points": cfg.compare.equivalence_margin, "variance": variance_note(cfg, results),
         "rows": rows, "extra_rows": extra_rows, "notes": notes, "sweep": sweep, "audit": checks,
-        "quality": quality, "evaluations": evaluations, "generator_budget": list(generators.values()),
-        "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots,
+        "quality": quality, "predictive": predictive, "evaluations": evaluations, "generator_budget": list(generators.values()),
+        "violations": [c for c in checks if c["status"] == "violation"], "left_out": stale, "plots": plots, "cost": cost,
         "runs": [{k: v for k, v in r.items() if k != "_dir"} for rs in results.values() for r in rs],
     }))
     if any(c["status"] == "violation" for c in checks):
         echo("compare: the protocol audit found violations; they are listed under the table")
+    said = summary_line(cost)  # measured, not computed: on stderr, so the table on stdout is the same every run
+    if said:
+        echo("\n".join(textwrap.wrap(said, 100, subsequent_indent="  ", break_on_hyphens=False)))
     return render_terminal(cfg, rows, notes, checks, variance_note(cfg, results), out / "table.md", extra_rows, quality)

@@ -18,7 +18,10 @@ from ..errors import StageError
 from ..plots import plot_gan_metrics
 from ..progress import echo
 from ..utils import atomic_write_text, read_jsonl
+from .costs import cost_html
+from .exchange import render_html as exchange_html
 from .layout import paths
+from .predictive import render_html as predictive_html
 from .quality import rep_tag
 from .sweep import compare_all
 from .table import EXTRA_HEADING, pct, table_cells, table_head
@@ -102,8 +105,9 @@ def _verdicts(cfg: Config, rows: List[Dict[str, Any]]) -> str:
         cells = table_cells(r)
         verdict = cells[-1]
         # The difference and its interval may sit on two lines; neither breaks inside.
-        delta = "baseline" if r["is_baseline"] else (f'<span class="nw">{html.escape(cells[-6])}</span> '
-                                                     f'<span class="nw">{html.escape(cells[-5])}</span>')
+        at = table_head(cfg).index(f"Δ acc vs {cfg.baseline_arm} (paired)")
+        delta = "baseline" if r["is_baseline"] else (f'<span class="nw">{html.escape(cells[at])}</span> '
+                                                     f'<span class="nw">{html.escape(cells[at + 1])}</span>')
         data = r["data"] + (f" ({r['generator']})" if r.get("generator") else "")
         out.append(f'<tr class="{"baseline" if r["is_baseline"] else ""}"><td>{html.escape(r["arm"])}</td>'
                    f'<td class="verdict {_verdict_class(verdict)}">{html.escape(verdict)}</td>'
@@ -220,6 +224,8 @@ def _sweep_body(cfg: Config, table: Dict[str, Any]) -> List[str]:
     key = table["sweep"]["key"]
     body = [_img(p.compare / "sweep.png", f"Test accuracy against {key}, per arm: mean, confidence band, each seed"),
             "".join(f"<p>{html.escape(n)}</p>" for n in table["notes"])]
+    body += predictive_html(table.get("predictive"), p.compare, _img)
+    body += exchange_html(table.get("exchange"), p.compare, _img)
     for e in table["experiments"]:
         sub = next(s for v, s in sweep_experiments(cfg) if v == e["value"])
         body += [f"<h2>{html.escape(key)} = {e['value']:g}</h2>", _table(sub, e["rows"]),
@@ -252,6 +258,8 @@ def run_report(cfg: Config, output: Optional[Path] = None) -> Path:
         if table.get("extra_rows"):
             body += [f"<h3>{html.escape(EXTRA_HEADING)}</h3>", _table(cfg, table["extra_rows"])]
         body += _quality(cfg, table)
+        body += predictive_html(table.get("predictive"), p.compare, _img)
+        body += cost_html(table.get("cost"))
     body.append("<h2>Plots</h2>")
     captions = {"accuracy.png": "Test accuracy per arm: each seed (faint), the mean and its confidence interval",
                 "sweep.png": "Test accuracy against the swept value, with the confidence band; the baseline for reference",

@@ -16,7 +16,9 @@ from ..config import EXPERIMENT_SWEEP_KEYS, Config, sweep_experiments, sweep_key
 from ..plots import plot_sweep_arms
 from ..utils import atomic_write_json, atomic_write_text
 from .compare import _json_safe, run_compare
+from .exchange import sweep_section as exchange_section
 from .layout import paths
+from .predictive import sweep_summary_section
 from .table import _ci, _correction, _p, audit_lines, pct
 
 
@@ -72,10 +74,16 @@ def run_sweep_compare(cfg: Config) -> str:
              "each sub-experiment's table.md has the full columns and notes.",
              f"Protocol audit: all {n_checks} checks passed in the {len(experiments_)} sub-experiments." if not audits
              else f"Protocol audit: {len(audits)} finding(s) in the sub-experiments:"] + audits
-    md = "\n".join(lines + [""] + notes) + "\n"
+    # Which quality score predicts the gain, across a generator key's values (predictive.py).
+    predictive, predictive_md, predictive_plot = sweep_summary_section(cfg, out)
+    # What each arm is worth in real images, on a learning curve (exchange.py).
+    exchange, exchange_md, exchange_plot = exchange_section(cfg, experiments_, out)
+    md = "\n".join(lines + [""] + notes + ([""] + predictive_md if predictive_md else [])
+                   + ([""] + exchange_md if exchange_md else [])) + "\n"
     atomic_write_text(out / "table.md", f"# {cfg.name}: sweep over {key}\n\n" + md)
     atomic_write_json(out / "table.json", _json_safe({
         "name": cfg.name, "sweep": {"key": key, "values": [e["value"] for e in experiments_]}, "baseline": cfg.baseline_arm,
-        "experiments": experiments_, "series": series, "notes": notes, "plots": [plot.name],
+        "experiments": experiments_, "series": series, "notes": notes, "plots": [plot.name] + predictive_plot + exchange_plot,
+        "predictive": predictive, "exchange": exchange,
     }))
     return md

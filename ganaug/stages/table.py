@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..config import Config, Rep
-from ..metrics.stats import MIN_PAIRS, min_pairs_for
+from ..metrics.stats import MIN_PAIRS, equivalent_label, min_pairs_for
 from ..provenance import machines_note
 from .audit import SEVERITY
 from .budget import BUDGET_ALPHA, BUDGET_TAIL, MIN_SEEDS_FOR_T
@@ -60,17 +60,20 @@ def table_head(cfg: Config) -> List[str]:
     return ["arm"] + (["generator"] if cfg.generators else []) + [
         "training data", "n", "test acc % (mean ± std)", f"{level} CI", "macro-F1 %",
         f"Δ acc vs {cfg.baseline_arm} (paired)", f"{level} CI of Δ", "p (t)", "p (Wilcoxon)",
-        f"p ({_correction(cfg)})", "verdict"]
+        f"p ({_correction(cfg)})", f"{100 * (1 - 2 * cfg.compare.alpha):g}% CI of Δ (TOST)",
+        f"p equiv. ({_correction(cfg)})", "verdict"]
 
 
 def table_cells(row: Dict[str, Any]) -> List[str]:
     """One row of the table as text, the same in Markdown and HTML."""
     if row["is_baseline"]:
-        delta = ["baseline", "", "", "", "", "baseline"]
+        delta = ["baseline", "", "", "", "", "", "", "baseline"]
     else:
         flag = (" (budget?)" if row.get("budget_flag") else "") + (" (generator budget?)" if row.get("generator_flag") else "")
         delta = [pct(row["delta_mean"], row["delta_std"], signed=True), _ci(row["delta_ci_low"], row["delta_ci_high"], True),
-                 _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]), row["verdict"] + flag]
+                 _p(row["delta_p_t"]), _p(row["delta_p_wilcoxon"]), _p(row["delta_p_adj"]),
+                 _ci(row.get("tost_ci_low"), row.get("tost_ci_high"), True), _p(row.get("tost_p_adj")),
+                 row["verdict"] + flag]
     generator = [row["generator"] or "-"] if row.get("show_generator") else []
     return [row["arm"]] + generator + [row["data"], str(row["n"]), pct(row["acc_mean"], row["acc_std"]),
             _ci(row["acc_ci_low"], row["acc_ci_high"]), pct(row["f1_mean"], row["f1_std"])] + delta
@@ -78,6 +81,52 @@ def table_cells(row: Dict[str, Any]) -> List[str]:
 
 def _arms(n: int) -> str:
     return f"{n} arm" if n == 1 else f"{n} arms"
+
+
+def _points(x: float) -> str:
+    """'1 point', '0.5 points'."""
+    return f"{x:.3g} point{'s' if x != 1 else ''}"
+
+
+def verdict_note(cfg: Config, tested: int) -> str:
+    """What the four verdicts mean, the equivalence margin and why, and the correction over `tested` arms."""
+    c, alpha, margin = cfg.compare, cfg.compare.alpha, cfg.compare.equivalence_margin
+    default = type(c).model_fields["equivalence_margin"].default
+    why = ("the default: 2-3 times the seed-to-seed spread of the paired differences in the default experiment "
+           "(0.3-0.5 points), so a few seeds can show it, and below the few points the field reports for GAN "
+           "augmentation on small data" if margin == default else
+           f"set by this config (the default, {_points(default)}, is 2-3 times the default experiment's seed-to-seed "
+           "spread and below the gains the field reports)")
+    corrected = ("without correction for the number of arms" if c.correction == "none" else
+                 f"after {_correction(cfg)} correction over {_arms(tested)} (the config's)")
+    return (f"Verdicts: better or worse when the paired t-test is significant {corrected}, at alpha = {alpha:g}; "
+            f"otherwise {equivalent_label(margin / 100)} when two one-sided paired t-tests (TOST) put Δ inside "
+            f"±{_points(margin)}, after the same correction (p equiv.; "
+            f"uncorrected, that is the {100 * (1 - 2 * alpha):g}% CI of Δ (TOST) lying inside ±{margin:.3g}), else "
+            f"inconclusive: too few seeds for the spread to tell either, with how many would decide. The margin "
+            f"(compare.equivalence_margin, the smallest effect of interest) is {_points(margin)}, {why}.")
+
+
+def _inconclusive_said(cfg: Config, r: Dict[str, Any]) -> str:
+    """One inconclusive arm: the seeds that would show equivalence if there were no difference, and what it could
+    have detected (the minimal detectable difference) with the seeds it has."""
+    n, need, margin = r["delta_n"], r.get("seeds_to_decide"), _points(cfg.compare.equivalence_margin)
+    if r.get("delta_zero_spread"):
+        said = f"{r['arm']}: the same result on all {n} seeds"
+        return said + (f"; {need} would show equivalence within ±{margin} by the exact sign tests" if need else "")
+    if need is None:
+        said = f"{r['arm']}: more than 10,000 seeds would be needed to show equivalence within ±{margin}"
+    elif need > n:
+        said = f"{r['arm']}: {need} seeds would show equivalence within ±{margin} if the true Δ were 0"
+    else:
+        near = "beyond" if abs(r["delta_mean"]) >= cfg.compare.equivalence_margin / 100 else "too near"
+        said = (f"{r['arm']}: its {n} seeds would show equivalence within ±{margin} if the true Δ were 0, but its Δ of "
+                f"{100 * r['delta_mean']:+.2f} points is {near} the margin")
+    target = 100 * cfg.compare.target_difference
+    if r.get("mde") is not None:
+        said += f"; it could have detected |Δ| ≥ {100 * r['mde']:.2f} points with its {n} seeds"
+        said += f", and {_points(target)} would need {r['pairs_for_target']} seeds" if r.get("pairs_for_target") else ""
+    return said
 
 
 def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List[Dict[str, Any]]],
@@ -93,9 +142,8 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
         f"{any_run['budget']['batch_size']} images. {variance_note(cfg, results)}",
         f"Δ is the per-seed difference from {cfg.baseline_arm} (same seed, same split); intervals are Student-t "
         f"(accuracy's clipped to [0, 100]); p (t) is the paired t-test, p (Wilcoxon) the signed-rank test, both "
-        f"two-sided; the verdict uses the paired t-test after {_correction(cfg)} correction over "
-        f"{_arms(sum(1 for r in configured if r['delta_p_family'] is not None))} (the config's), at alpha = {alpha:g}; "
-        f"a verdict needs at least {MIN_PAIRS} pairs and differences that are not all the same.",
+        f"two-sided; a verdict needs at least {MIN_PAIRS} pairs and differences that are not all the same.",
+        verdict_note(cfg, sum(1 for r in configured if r["delta_p_family"] is not None)),
     ]
     mins = {r["delta_n"]: r["delta_wilcoxon_min_p"] for r in rows if r["delta_wilcoxon_min_p"] is not None}
     low = {n: p for n, p in mins.items() if p >= alpha}
@@ -106,15 +154,12 @@ def table_notes(cfg: Config, rows: List[Dict[str, Any]], results: Dict[str, List
     undecided = [r for r in configured if r["verdict"].startswith("undecided")]
     if undecided:
         notes.append("Undecided: " + "; ".join(f"{r['arm']}: {r['verdict_reason']}" for r in undecided) + ".")
-    nodiff = [r for r in configured if r["verdict"] == "no detectable difference" and r.get("mde") is not None]
-    if nodiff:
-        level, power = nodiff[0]["power_level"], cfg.compare.power
-        target = 100 * cfg.compare.target_difference
-        said = "; ".join(f"{r['arm']} could have detected |Δ| ≥ {100 * r['mde']:.2f} points with its {r['delta_n']} seeds"
-                         + (f", and {target:g} point{'s' if target != 1 else ''} would need {r['pairs_for_target']} seeds"
-                            if r["pairs_for_target"] else "") for r in nodiff)
-        notes.append(f"What \"no detectable difference\" rules out, at {100 * power:g}% power (two-sided paired t-test at "
-                     f"{level:.3g}, alpha over the family's arms, given each arm's observed spread): {said}.")
+    inconclusive = [r for r in configured if r["verdict"].startswith("inconclusive")]
+    if inconclusive:
+        level, power = inconclusive[0]["power_level"], cfg.compare.power
+        notes.append(f"Inconclusive: what would decide it, and what it rules out, at {100 * power:g}% power (tests at "
+                     f"{level:.3g}, alpha over the family's arms, given each arm's observed spread): "
+                     + "; ".join(_inconclusive_said(cfg, r) for r in inconclusive) + ".")
     notes += budget_notes(cfg, configured)
     other_seed = [x for x in stale if x.endswith("(seed not in seeds)")]
     other_config = [x for x in stale if x not in other_seed]
@@ -300,8 +345,9 @@ def render_terminal(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], c
     if rows and cfg.baseline_arm:
         tested = sum(1 for r in rows if r["delta_p_family"] is not None)
         said.append(f"Δ: each seed's accuracy minus {cfg.baseline_arm}'s on the same seed, in points, with its "
-                    f"{100 * cfg.compare.confidence:g}% interval; verdict: paired t-test, {_correction(cfg)} correction "
-                    f"over {_arms(tested)}, alpha {cfg.compare.alpha:g}.")
+                    f"{100 * cfg.compare.confidence:g}% interval; verdict: paired t-test, else equivalence within "
+                    f"±{_points(cfg.compare.equivalence_margin)} by two one-sided tests (TOST), else inconclusive; "
+                    f"{_correction(cfg)} correction over {_arms(tested)}, alpha {cfg.compare.alpha:g}.")
     verdicts = " ".join(table_cells(r)[-1] for r in shown + (extra_rows or []))
     if "(budget?)" in verdicts:
         said.append("(budget?): still improving on validation at the end of its steps: a longer budget may change the "
@@ -332,8 +378,9 @@ def render_terminal(cfg: Config, rows: List[Dict[str, Any]], notes: List[str], c
 
 CSV_COLUMNS = ["arm", "generator", "data", "n", "acc_mean", "acc_std", "acc_ci_low", "acc_ci_high", "f1_mean", "f1_std",
                "delta_n", "delta_mean", "delta_std", "delta_ci_low", "delta_ci_high", "delta_t", "delta_p_t",
-               "delta_p_sign", "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "verdict", "val_acc_mean",
-               "family"]
+               "delta_p_sign", "delta_p_wilcoxon", "delta_wilcoxon_method", "delta_p_adj", "tost_margin", "tost_confidence",
+               "tost_ci_low", "tost_ci_high", "tost_p_lower", "tost_p_upper", "tost_p", "tost_p_sign", "tost_p_adj",
+               "seeds_to_decide", "verdict", "val_acc_mean", "family"]
 
 
 def render_csv(rows: List[Dict[str, Any]]) -> str:
