@@ -13,6 +13,7 @@ from pydantic import BaseModel, Discriminator, ValidationError
 
 from ..errors import ConfigError
 from ..gans import GANS
+from ..gans.schema import GeneratorConfig
 from .base import Invalid
 from .execution import ExecutorConfig, check_executor
 from .experiment import Config, family_schema, image_resolution
@@ -222,7 +223,7 @@ class _Explain:
             section = key.rsplit(".", 1)[0] if "." in key else ""
             unknown = key.rsplit(".", 1)[-1]
             known = [f.alias or n for n, f in parent.model_fields.items()] if parent is not None else []
-            if parent is not None and issubclass(parent, _generator_base()):
+            if parent is not None and issubclass(parent, GeneratorConfig):
                 owners = [n for n in GANS.names() if _field(family_schema(n), unknown) is not None]
                 family = parent.model_fields["name"].default
                 if owners:
@@ -258,12 +259,6 @@ class _Explain:
 
     def fail(self, key: str, msg: str) -> ConfigError:
         return ConfigError(f"config key '{key}' {msg}{self.origin(key)}")
-
-
-def _generator_base() -> type:
-    from ..gans.schema import GeneratorConfig
-
-    return GeneratorConfig
 
 
 def _validated(model: type, data: Any, prefix: str = "", where: Optional[Dict[str, str]] = None,

@@ -144,9 +144,10 @@ def _gains(cfg: Config, out: Dict[str, Any], rows: List[Dict[str, Any]]) -> None
     out["baseline"] = base["arm"] if base else None
     for a in out["arms"]:
         row = by_row.get(a["arm"], {})
-        a["uses_fakes"] = arm_from_dict(row["arm_config"]).uses_synthetic if row.get("arm_config") else False
+        arm = arm_from_dict(row["arm_config"]) if row.get("arm_config") else None
+        a["uses_fakes"] = arm is not None and arm.uses_synthetic
         a["classic"] = _is_classic(row.get("arm_config"))
-        a["augmented"] = bool(row.get("arm_config")) and arm_from_dict(row["arm_config"]).augmented
+        a["augmented"] = arm is not None and arm.augmented
         a["extra_seconds"] = a["delta_points"] = a["points_per_extra_hour"] = None
         if base is None or a is base:
             continue
