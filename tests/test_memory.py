@@ -119,7 +119,7 @@ def test_a_memory_mapped_set_gives_the_same_batches(sampled: Path) -> None:
         a = BatchSource(arm, real_x, real_y, images, labels, 3, torch.Generator().manual_seed(1))
         b = BatchSource(arm, real_x, real_y, copy_x, copy_y, 3, torch.Generator().manual_seed(1))
         for _ in range(5):
-            (xa, ya, ra), (xb, yb, rb) = a.next(8), b.next(8)
+            (xa, ya, ra, _), (xb, yb, rb, _) = a.next(8), b.next(8)
             assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ra, rb)
     assert np.asarray(images).flags.writeable  # copy-on-write: a run can write its view without touching the file
 

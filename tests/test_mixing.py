@@ -29,7 +29,7 @@ def test_share_of_real_images_matches_p_real(p_real: float) -> None:
     src = source(ArmConfig(name="m", data="mixed", mix=MixConfig(p_real=p_real)))
     n_real = n = 0
     for _ in range(2000):
-        x, y, is_real = src.next(64)
+        x, y, is_real, _ = src.next(64)
         # The flag tells the truth: real pixels are < 100, fakes are 200 + their label.
         assert torch.equal(is_real, x[:, 0, 0, 0] < 100)
         fake = ~is_real
@@ -61,16 +61,16 @@ def test_add_k_per_class_joins_the_real_set() -> None:
     src = source(ArmConfig(name="a", data="mixed", mix=MixConfig(add=4)))
     assert len(src.y) == 30 + 4 * K
     assert torch.bincount(src.y[~src.is_real], minlength=K).tolist() == [4, 4, 4]
-    x, y, is_real = src.next(len(src.y))  # one epoch: every pooled image once
+    x, y, is_real, _ = src.next(len(src.y))  # one epoch: every pooled image once
     assert int((~is_real).sum()) == 12 and int(is_real.sum()) == 30
     with pytest.raises(DataError, match="adds 25 fakes to class 0 but the synthetic set has 20 of it"):
         source(ArmConfig(name="a", data="mixed", mix=MixConfig(add=25)))
 
 
 def test_real_and_synthetic_arms() -> None:
-    x, y, is_real = source(ArmConfig(name="r", data="real")).next(50)
+    x, y, is_real, _ = source(ArmConfig(name="r", data="real")).next(50)
     assert bool(is_real.all()) and bool((x < 100).all())
-    x, y, is_real = source(ArmConfig(name="s", data="synthetic")).next(50)
+    x, y, is_real, _ = source(ArmConfig(name="s", data="synthetic")).next(50)
     assert not bool(is_real.any()) and bool((x >= 200).all())
 
 
@@ -118,7 +118,7 @@ def test_oversampling_draws_classes_equally() -> None:
         src = BatchSource(arm, real_x, real_y, None, None, num_classes=K, generator=torch.Generator().manual_seed(0))
         counts = torch.zeros(K)
         for _ in range(300):
-            _, y, is_real = src.next(64)
+            _, y, is_real, _ = src.next(64)
             assert is_real.all()
             counts += torch.bincount(y, minlength=K)
         share = counts / counts.sum()

@@ -106,13 +106,13 @@ def train_classifier(
     bar = progress_bar(range(start + 1, steps + 1), initial=start, total=steps, desc=desc, unit="step",
                        disable=not progress, leave=False, mininterval=1.0)
     for step in bar:
-        x, y, is_real = batches.next(batch_size)
+        x, y, is_real, soft = batches.next(batch_size)
         if augment is not None:
             x = augment(x, generator)
         x = to_float(x)
-        target = y
+        target = soft if soft is not None else y  # (B, K) probabilities (an edited set's soft labels) or (B,) classes
         if mixer is not None:  # MixUp / CutMix: mixed images, soft labels
-            x, target = mixer(x, y, generator)
+            x, target = mixer(x, target, generator)
         if several:  # the global batch was drawn, augmented and mixed above, alike on every rank: train on a slice
             x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
         x = x.to(device).contiguous(memory_format=mem)

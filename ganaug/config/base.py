@@ -42,7 +42,13 @@ def _whole(v: Any) -> Any:
     return int(v) if isinstance(v, float) and v.is_integer() else v
 
 
+def _switch(v: Any) -> Any:
+    """YAML reads off and on (unquoted, in a file or a --set) as false and true: a switch written so is its word."""
+    return {False: "off", True: "on"}.get(v, v) if isinstance(v, bool) else v
+
+
 Float = Annotated[float, BeforeValidator(_yaml_float)]
+Switch = BeforeValidator(_switch)  # on a Literal of words that include "off": Annotated[Literal[...], Switch]
 Int = Annotated[int, BeforeValidator(_whole)]
 
 

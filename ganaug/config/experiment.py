@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Dict, List, Literal, NamedTuple, Optional, Union
 
-from pydantic import BeforeValidator, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, model_validator
+from pydantic import BeforeValidator, Discriminator, Field, PrivateAttr, Tag, ValidationError, ValidationInfo, model_validator
 
 from ..classifiers import CLASSIFIERS
 from ..data import DATASETS
@@ -16,7 +16,7 @@ from ..gans.schema import GeneratorConfig
 from ..metrics.features import check_name
 from .base import Int, Invalid, Section, need
 from .execution import CheckpointConfig, ExecutorConfig
-from .fingerprints import to_dict
+from .fingerprints import result_config, to_dict
 from .sections import (
     ARM_NAME,
     ArmConfig,
@@ -167,6 +167,18 @@ class Config(Section):
     def gen(self, name: Optional[str]) -> GeneratorConfig:
         return self.gan if name is None else self.generators[name]  # type: ignore[index]
 
+    def sample_of(self, name: Optional[str]) -> SampleConfig:
+        """How a generator's fakes are drawn: the sample section, with the generator's own `sample:` keys over it."""
+        own = self.gen(name).sample
+        return self.sample if not own else SampleConfig.model_validate({**to_dict(self.sample), **own})
+
+    def trained_as(self, name: Optional[str]) -> Optional[str]:
+        """The first generator whose training is this one's (the same keys but `sample:`): it trains once, for both."""
+        if name is None:
+            return None
+        mine = result_config("gan", self.gen(name))
+        return next(n for n in self.generators or {} if result_config("gan", self.gen(n)) == mine)
+
     @property
     def replicates(self) -> List[Rep]:
         """Every generator to train: each generator once per GAN seed the replicates use."""
@@ -237,6 +249,24 @@ class Config(Section):
                 need(bool(ARM_NAME.match(name)), f"generators.{name}", "must be a folder-safe name (letters, digits, . _ + -)")
 
     def _check_sample(self) -> None:
+        for n in self.generator_names:
+            where = "sample" if n is None or not self.gen(n).sample else f"generators.{n}.sample"
+            try:
+                s = self.sample_of(n)
+            except ValidationError as e:
+                err = e.errors()[0]
+                bad = (err.get("ctx") or {}).get("error")
+                if isinstance(bad, Invalid):
+                    raise Invalid(f"{where}.{bad.key}", bad.msg) from None
+                raise Invalid(where + "".join(f".{x}" for x in err["loc"]), err["msg"]) from None
+            family = self.gen(n).name
+            if s.mode == "edit":
+                can = [f for f in GANS.names() if GANS.meta(f).get("edit")]
+                need(bool(GANS.meta(family).get("edit")), f"{where}.mode",
+                     f"is edit, which starts each fake from a training image; {family} cannot (a GAN has no encoder or "
+                     f"inversion): use sample.mode: noise for it, or a {' or '.join(can)} generator for edits")
+                need(not s.invert or family == "diffusion", f"{where}.invert",
+                     f"is DDIM inversion, the diffusion model's; {family} encodes its sources itself: leave it out")
         families = {self.gen(n).name for n in self.generator_names}
         for k, meta, what in (("truncation", "truncation", "stylegan2"), ("guidance", "guidance", "diffusion"),
                               ("steps", "guidance", "diffusion")):
@@ -268,9 +298,10 @@ class Config(Section):
                               f"{', '.join(self.generators)}")
             need(arm.name not in seen, f"arms[{i}].name", f"repeats the arm name '{arm.name}'; names must be unique")
             seen.add(arm.name)
-            if arm.mix is not None and arm.mix.add is not None and self.sample.proportions == "balanced":
-                need(arm.mix.add <= self.sample.n_per_class, f"arms[{i}].mix.add",
-                     f"asks for {arm.mix.add} fakes per class but sample.n_per_class makes {self.sample.n_per_class}")
+            s = self.sample_of(self.arm_generator(arm)) if arm.uses_synthetic else self.sample
+            if arm.mix is not None and arm.mix.add is not None and s.proportions == "balanced" and s.per_image is None:
+                need(arm.mix.add <= s.n_per_class, f"arms[{i}].mix.add",
+                     f"asks for {arm.mix.add} fakes per class but sample.n_per_class makes {s.n_per_class}")
         return seen
 
     def _check_seeds(self) -> None:

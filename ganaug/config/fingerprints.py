@@ -33,6 +33,7 @@ def _canonical(obj: Any) -> Any:
 
 # Keys that cannot change a stage's result: how often grids or snapshots are written, whether a missing data
 # set may be downloaded. A fingerprint hashes them at their default, like the keys a family does not read.
+EDIT_KEYS = ("mode", "strength", "per_image", "invert", "target")  # sample's keys of edit mode
 COSMETIC_KEYS = {"gan": ("grid_every", "snap"), "data": ("download", "workers", "cache", "max_image_pixels"), "classifier": (),
                  "sample": ("chunk_size",),
                  "evaluate": ("enabled", "closest_pairs")}
@@ -68,7 +69,11 @@ def result_config(section: str, obj: Any) -> Dict[str, Any]:
     if section == "gan":
         if obj.select in (None, "last"):  # evaluating during training only watches; it changes the result when it selects
             unused += ["eval_every", "select"]
-        return {**LEGACY_GAN_KEYS, **{k: (LEGACY_GAN_KEYS.get(k) if k in unused else v) for k, v in to_dict(obj).items()}}
+        out = {**LEGACY_GAN_KEYS, **{k: (LEGACY_GAN_KEYS.get(k) if k in unused else v) for k, v in to_dict(obj).items()}}
+        out.pop("sample", None)  # how its fakes are drawn: the samples' fingerprint, not the training's
+        return out
+    if section == "sample" and obj.mode == "noise":  # the edit keys are off: fingerprints as before they existed
+        return {k: v for k, v in _pinned(obj, unused).items() if k not in EDIT_KEYS}
     if section == "classifier":
         from ..classifiers import CLASSIFIERS
 

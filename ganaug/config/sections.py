@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import List, Literal, Optional, Union
+from typing import Annotated, List, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
-from .base import Float, Int, Invalid, Section, need
+from .base import Float, Int, Invalid, Section, Switch, need
 
 # ----------------------------------------------------------------------------------------------------
 # Data and split.
@@ -174,9 +174,36 @@ class SampleConfig(Section):
     """Keep only fakes a classifier of real images recognises"""
     chunk_size: Optional[Int] = None
     """Images generated and written at a time [16384]; changes no image"""
+    mode: Literal["noise", "edit"] = "noise"
+    """noise: from random latents; edit: each fake starts from a real training image (diffusion: SDEdit to
+    t = strength x T, then DDIM; vae: its encoding perturbed); GANs sample from noise only"""
+    strength: Optional[Union[Float, List[Float]]] = None
+    """edit: how far from its source a fake goes, 0 (the source) to 1 (noise sampling); a list: drawn per fake [0.5]"""
+    per_image: Optional[Int] = None
+    """edit: M edits of every training image (replaces n_per_class) [null: n_per_class, sources cycled evenly]"""
+    invert: bool = False
+    """edit, diffusion: deterministic DDIM inversion of the source instead of random noising"""
+    target: Literal["same", "other"] = "same"
+    """edit: toward the source's class (same), or toward another class drawn evenly (other), with the soft label
+    1 - strength on the source's class and strength on the other"""
+
+    @property
+    def strengths(self) -> List[float]:
+        """The edit strengths to draw from."""
+        v = 0.5 if self.strength is None else self.strength
+        return [float(x) for x in (v if isinstance(v, list) else [v])]
 
     @model_validator(mode="after")
     def _check(self) -> "SampleConfig":
+        need(len(self.strengths) >= 1 and all(0 <= v <= 1 for v in self.strengths), "strength",
+             f"must be a number in [0, 1] or a list of them, got {self.strength}")
+        if self.per_image is not None:
+            need(self.per_image >= 1, "per_image", f"must be 1 or more edits per training image, got {self.per_image}")
+        if self.mode == "noise":
+            for k, off in (("strength", None), ("per_image", None), ("invert", False), ("target", "same")):
+                need(getattr(self, k) == off, k, "is an edit key; set sample.mode: edit to use it, or leave it out")
+        elif self.filter is not None:
+            need(False, "filter", "keeps fakes drawn from noise; leave it out with sample.mode: edit")
         for k in ("n_per_class", "batch_size", "grid_per_class"):
             need(getattr(self, k) >= 1, k, f"must be 1 or more, got {getattr(self, k)}")
         if self.chunk_size is not None:
@@ -210,10 +237,10 @@ class ClassifierConfig(Section):
     """The learning rate over the steps: cosine (decays to 0) or constant"""
     eval_every: Int = 100
     """Steps between validation passes (real validation images only)"""
-    amp: Literal["auto", "bf16", "off"] = "auto"
+    amp: Annotated[Literal["auto", "bf16", "off"], Switch] = "auto"
     """Mixed precision, as for the GAN: auto (bfloat16 autocast on CUDA, float32 elsewhere), bf16 or off (see the
     Performance guide)"""
-    channels_last: Literal["auto", "on", "off"] = "auto"
+    channels_last: Annotated[Literal["auto", "on", "off"], Switch] = "auto"
     """The channels_last memory format, as for the GAN: auto (on for CPU and CUDA), on or off"""
     pretrained: bool = False
     """Start from ImageNet weights and fine-tune (resnet18: torchvision's, downloaded; efficientnet-lite0: the

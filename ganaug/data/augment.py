@@ -133,7 +133,8 @@ class PolicyAugment:
 class LabelMix:
     """MixUp (Zhang et al. 2018) or CutMix (Yun et al. 2019) as torchvision.transforms.v2 defines them (each image
     mixed with the next in the batch, lambda ~ Beta(alpha, alpha), CutMix's box from lambda), but with a lambda
-    (and a box) per sample rather than one per batch. Returns float images and soft labels."""
+    (and a box) per sample rather than one per batch. Labels are (N,) long or already soft (N, C) float targets,
+    mixed as given. Returns float images and soft labels."""
 
     def __init__(self, kind: str, alpha: float, num_classes: int):
         if kind not in ("mixup", "cutmix"):
@@ -146,7 +147,7 @@ class LabelMix:
         n, _, h, w = x.shape
         rng = np.random.default_rng(_forked_seed(gen))
         lam = torch.from_numpy(rng.beta(self.alpha, self.alpha, size=n)).float()
-        onehot = torch.nn.functional.one_hot(y, self.num_classes).float()
+        onehot = y.float() if y.dim() == 2 else torch.nn.functional.one_hot(y, self.num_classes).float()  # (N, C)
         x2, y2 = x.roll(1, 0), onehot.roll(1, 0)
         if self.kind == "mixup":
             mixed = lam.view(n, 1, 1, 1) * x + (1 - lam.view(n, 1, 1, 1)) * x2

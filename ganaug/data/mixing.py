@@ -69,7 +69,7 @@ class ClassBalancedSampler:
 
 
 class BatchSource:
-    """Draws (images uint8, labels, is_real) batches for an arm.
+    """Draws (images uint8, labels, is_real, soft) batches for an arm.
 
     - real: shuffled epochs over the real training set;
     - synthetic: shuffled epochs over the fakes (train on fake, test on real);
@@ -78,6 +78,9 @@ class BatchSource:
     - mixed with add: K random fakes per class joined to the real set, shuffled epochs over the union;
     - mixed with balance: as add, with each class topped up to the largest class's real count.
     With `oversample`, images are drawn class-balanced (with replacement) instead of in shuffled epochs.
+    `fake_soft` (N, C) float, aligned with the fakes (an edited set's soft labels): every batch then also carries
+    soft targets (B, C), one-hot for real images and the fake's row for fakes; without it `soft` is None and the
+    batches are exactly those drawn without it (no extra draws). The labels stay the hard ones.
     """
 
     def __init__(
@@ -89,9 +92,19 @@ class BatchSource:
         fake_y: Optional[torch.Tensor],
         num_classes: int,
         generator: torch.Generator,
+        fake_soft: Optional[torch.Tensor] = None,
     ):
-        self.arm, self.gen = arm, generator
+        self.arm, self.gen, self.num_classes = arm, generator, num_classes
         self.p_real: Optional[float] = None
+        # Soft targets: `soft_rows` (the fakes' rows) and, per pooled image, its row there (-1: a real image, one-hot).
+        self.soft_rows: Optional[torch.Tensor] = None
+        self.soft_index: Optional[torch.Tensor] = None
+        if fake_soft is not None and arm.data != "real":
+            if fake_y is None or tuple(fake_soft.shape) != (len(fake_y), num_classes):
+                raise DataError(f"arm '{arm.name}': soft labels of shape {tuple(fake_soft.shape)} do not match "
+                                f"{None if fake_y is None else len(fake_y)} fakes of {num_classes} classes; "
+                                "sample again with --force")
+            self.soft_rows = fake_soft
         if arm.data != "real":
             if fake_x is None or fake_y is None:
                 raise DataError(f"arm '{arm.name}' needs synthetic images; run `ganaug sample` first")
@@ -105,12 +118,16 @@ class BatchSource:
         elif arm.data == "synthetic":
             assert fake_x is not None and fake_y is not None
             x, y, is_real = fake_x, fake_y, torch.zeros(len(fake_y), dtype=torch.bool)
+            if self.soft_rows is not None:
+                self.soft_index = torch.arange(len(fake_y))
         else:
             assert arm.mix is not None and fake_x is not None and fake_y is not None
             if arm.mix.p_real is not None:
                 self.p_real = arm.mix.p_real
                 x, y, is_real = real_x, real_y, torch.ones(len(real_y), dtype=torch.bool)
                 self._fakes_by_class(fake_x, fake_y, num_classes)
+                if self.soft_rows is not None:
+                    self.soft_index = torch.full((len(real_y),), -1, dtype=torch.int64)
             else:
                 real_counts = torch.bincount(real_y, minlength=num_classes)
                 if arm.mix.balance:
@@ -130,6 +147,8 @@ class BatchSource:
                 x = torch.cat([real_x, fake_x[sel]])
                 y = torch.cat([real_y, fake_y[sel]])
                 is_real = torch.cat([torch.ones(len(real_y), dtype=torch.bool), torch.zeros(len(sel), dtype=torch.bool)])
+                if self.soft_rows is not None:
+                    self.soft_index = torch.cat([torch.full((len(real_y),), -1, dtype=torch.int64), sel])
         self.x, self.y, self.is_real = x, y, is_real
         self.sampler = ClassBalancedSampler(y, num_classes, generator) if arm.oversample else EpochSampler(len(y), generator)
 
@@ -144,9 +163,18 @@ class BatchSource:
         self.fake_start = torch.cumsum(counts, 0) - counts
         self.fake_count = counts
 
-    def next(self, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def next(self, batch_size: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """(x uint8 (B, C, H, W), y hard labels (B,), is_real (B,), soft targets (B, K) float or None)."""
         idx = self.sampler.next(batch_size)
         x, y, is_real = self.x[idx], self.y[idx], self.is_real[idx]
+        soft = None
+        if self.soft_rows is not None:
+            assert self.soft_index is not None
+            soft = torch.nn.functional.one_hot(y, self.num_classes).float()  # (B, K): real images
+            rows = self.soft_index[idx]
+            fake = rows >= 0
+            if fake.any():
+                soft[fake] = self.soft_rows[rows[fake]].float()
         if self.p_real is not None and self.p_real < 1.0:
             # Per sample: keep the real image with probability p_real, else a random fake of its class.
             replace = torch.rand(len(idx), generator=self.gen) >= self.p_real
@@ -158,7 +186,10 @@ class BatchSource:
                 x[replace] = self.fake_x[self.fake_order[pick]]
                 is_real = is_real.clone()
                 is_real[replace] = False
-        return x, y, is_real
+                if soft is not None:
+                    assert self.soft_rows is not None
+                    soft[replace] = self.soft_rows[self.fake_order[pick]].float()
+        return x, y, is_real, soft
 
     def state_dict(self) -> Dict[str, Any]:
         """Where the batches are: the sampler's position and the generator that draws orders and replacements."""

@@ -11,7 +11,7 @@ in several processes share one copy of its pages. Sets written before this layou
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +24,8 @@ TENSOR_FILE = "samples.pt"  # what the set is: classes, shape, count, provenance
 IMAGES_FILE = "images.npy"
 LABELS_FILE = "labels.npy"
 OUTPUTS = (TENSOR_FILE, IMAGES_FILE, LABELS_FILE)  # what a later stage reads, hashed in stage.json
+SOFT_FILE = "soft_labels.npy"  # edited sets only: float32 (N, classes), rows sum to 1; meta "soft_labels" names it
+EDITS_FILE = "edits.npz"  # edited sets only: each fake's source image, strength and labels; meta "edits" names it
 
 
 def folder_name(cls: str) -> str:
@@ -132,6 +134,33 @@ def load_synthetic(folder: Path, shape: Tuple[int, int, int], classes: List[str]
     if len(labels) != len(images) or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
         raise DataError(f"synthetic set '{path}' has labels that do not match its images or classes")
     return images, labels.to(torch.int64)
+
+
+def read_soft_labels(folder: Path) -> Optional[torch.Tensor]:
+    """A set's soft labels, float32 (N, C) memory-mapped, checked against its labels and classes; None when the
+    set has none (its meta names no "soft_labels" file)."""
+    _, labels, meta = read_synthetic(folder)
+    name = meta.get("soft_labels")
+    if not name:
+        return None
+    path = Path(folder) / name
+    redo = "; sample again with --force"
+    try:
+        soft = np.load(path, mmap_mode="c")
+    except (OSError, ValueError) as e:
+        raise DataError(f"soft labels '{path}' cannot be read ({type(e).__name__}){redo}") from None
+    n, k = len(labels), len(meta.get("classes") or [])
+    if soft.dtype != np.float32 or soft.shape != (n, k):
+        raise DataError(f"soft labels '{path}' are {soft.dtype} {soft.shape} but the set has {n} fakes of {k} classes{redo}")
+    # Checked in chunks: a mapped set is not read whole at once.
+    for i in range(0, n, 65_536):
+        chunk = np.asarray(soft[i:i + 65_536], dtype=np.float64)
+        if not np.isfinite(chunk).all() or (chunk < 0).any() or (chunk > 1).any():
+            raise DataError(f"soft labels '{path}' have entries outside [0, 1]{redo}")
+        worst = float(np.abs(chunk.sum(1) - 1).max()) if len(chunk) else 0.0
+        if worst > 1e-4:
+            raise DataError(f"soft labels '{path}' have rows that do not sum to 1 (off by {worst:.3g}){redo}")
+    return torch.from_numpy(soft)
 
 
 def class_counts(labels: torch.Tensor, num_classes: int) -> List[int]:

@@ -208,12 +208,8 @@ class DiffusionSampler(nn.Module):
             out = a.sqrt() * out + (1 - a).sqrt() * x
         return out
 
-    @torch.no_grad()
-    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, steps: Optional[int] = None,
-                guidance: Optional[float] = None) -> torch.Tensor:
-        steps, guidance = steps or self.steps, self.guidance if guidance is None else guidance
-        x = z.view(len(z), *self.shape)
-        ts = torch.linspace(self.timesteps, 0, steps + 1).round().long().tolist()  # T ... 0, evenly spaced
+    def _ddim(self, x: torch.Tensor, ts: List[int], y: Optional[torch.Tensor], guidance: float) -> torch.Tensor:
+        """DDIM (eta 0) down the timesteps ts (decreasing, ending at 0) from x_{ts[0]}: x (N, C, H, W) -> x_0."""
         for t_now, t_next in zip(ts[:-1], ts[1:]):
             t = torch.full((len(x),), t_now, device=x.device, dtype=torch.long)
             eps = self.eps(x, t, y, guidance)
@@ -221,7 +217,61 @@ class DiffusionSampler(nn.Module):
             x0 = ((x - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
             eps = (x - a.sqrt() * x0) / (1 - a).sqrt()  # consistent with the clipped x0
             x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps  # DDIM, eta = 0
-        return x.clamp(-1, 1)
+        return x
+
+    def _invert(self, x: torch.Tensor, ts: List[int], y: torch.Tensor) -> torch.Tensor:
+        """Deterministic DDIM inversion up the timesteps ts (increasing, from 0) with y's conditional eps
+        (guidance 1): x_0 (N, C, H, W) -> x_{ts[-1]}; no clipping (x_0 is the data, not an estimate)."""
+        for t_now, t_next in zip(ts[:-1], ts[1:]):
+            t = torch.full((len(x),), t_now, device=x.device, dtype=torch.long)
+            eps = self.eps(x, t, y, 1.0)
+            a, a_next = self.alpha_bar[t_now], self.alpha_bar[t_next]
+            x0 = (x - (1 - a).sqrt() * eps) / a.sqrt()
+            x = a_next.sqrt() * x0 + (1 - a_next).sqrt() * eps
+        return x
+
+    @torch.no_grad()
+    def forward(self, z: torch.Tensor, y: Optional[torch.Tensor] = None, steps: Optional[int] = None,
+                guidance: Optional[float] = None) -> torch.Tensor:
+        steps, guidance = steps or self.steps, self.guidance if guidance is None else guidance
+        x = z.view(len(z), *self.shape)
+        ts = torch.linspace(self.timesteps, 0, steps + 1).round().long().tolist()  # T ... 0, evenly spaced
+        return self._ddim(x, ts, y, guidance).clamp(-1, 1)
+
+    @torch.no_grad()
+    def edit(self, x0: torch.Tensor, y_src: torch.Tensor, y_tgt: torch.Tensor, strength: torch.Tensor,
+             noise: torch.Tensor, *, invert: bool = False, steps: Optional[int] = None,
+             guidance: Optional[float] = None) -> torch.Tensor:
+        """SDEdit (Meng et al. 2022): x0 (N, C, H, W) in [-1, 1] of classes y_src taken to t0 = round(s T) and
+        denoised by k = max(1, round(s steps)) DDIM steps (ts = linspace(t0, 0, k + 1), at most t0 of them) with
+        guidance toward y_tgt -> (N, C, H, W) in [-1, 1]. Strengths s (N,) may differ per image.
+
+        x_t0 is the forward process with `noise` (N, C*H*W); or, with `invert`, the deterministic DDIM inversion
+        of x0 up the same grid with y_src's conditional eps (noise unused). s = 0 (or t0 = 0) returns x0 itself.
+        At t0 = T, x_T is the noise itself: noise sampling, G(noise, y_tgt) exactly (alpha_bar_T is only the
+        schedule's clipping residue, ~1e-6, yet the first DDIM step divides by its root and would magnify it).
+        """
+        steps, guidance = steps or self.steps, self.guidance if guidance is None else guidance
+        n = len(x0)
+        s_all = torch.as_tensor(strength, dtype=torch.float32).flatten().cpu().expand(n)
+        noise = noise.reshape(n, *self.shape).to(x0.dtype)
+        out = x0.clone()
+        for s in sorted(set(s_all.tolist())):  # one chain per distinct strength, written back in place
+            idx = (s_all == s).nonzero().flatten().to(x0.device)
+            t0 = int(round(s * self.timesteps))
+            k = min(max(1, int(round(s * steps))), t0)  # no more steps than timesteps: no repeated t = 0
+            if t0 == 0:
+                continue  # strength 0: the source, untouched
+            ts = torch.linspace(t0, 0, k + 1).round().long().tolist()  # t0 ... 0; the noise sampler's grid at s = 1
+            x, y = x0[idx], y_tgt[idx]
+            if invert:
+                x = self._invert(x, ts[::-1], y_src[idx])
+            elif t0 == self.timesteps:
+                x = noise[idx]
+            else:
+                x = q_sample(x, torch.full((len(x),), t0, device=x.device), noise[idx], self.alpha_bar)
+            out[idx] = self._ddim(x, ts, y, guidance).clamp(-1, 1)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -289,7 +339,7 @@ def train_diffusion(nets: Any, g: DiffusionConfig, **common: Any) -> Dict[str, A
 
 
 @register_gan("diffusion", config=DiffusionConfig, defaults=diffusion_defaults, kwargs=diffusion_kwargs,
-              trainer=train_diffusion, guidance=True,
+              trainer=train_diffusion, guidance=True, edit=True,
               sample_defaults={"steps": SAMPLE_STEPS, "guidance": GUIDANCE})
 def build_diffusion(*, resolution: int, channels: int, num_classes: int, width: int = 24, mults: Sequence[int] = (1, 2, 2),
                     blocks: int = 1, attention: Sequence[int] = (), dropout: float = 0.0, timesteps: int = 1000,

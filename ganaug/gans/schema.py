@@ -8,11 +8,11 @@ validation context, so the saved config.yaml holds every number used.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+from typing import Annotated, Any, Dict, List, Literal, Optional
 
 from pydantic import ValidationInfo, model_validator
 
-from ..config.base import Float, Int, Invalid, Section, need
+from ..config.base import Float, Int, Invalid, Section, Switch, need
 from .augment import AUGPIPES, DIFFAUGMENT_OPS
 
 
@@ -57,14 +57,17 @@ class GeneratorConfig(Section):
     eval_every: Optional[Int] = None
     """Epochs between FID/KID of G_ema on the real validation images (domain features; in metrics.jsonl and
     training.png) [null: none]"""
+    sample: Optional[Dict[str, Any]] = None
+    """This generator's own keys of the sample section ({mode: edit, strength: 0.5}); generators whose other keys
+    are the same train once and share the trained model"""
     select: Optional[Literal["last", "best-fid"]] = None
     """last or best-fid: keep the last G_ema, or the one of lowest validation FID (needs eval_every) [last]"""
     grid_every: Int = 10
     """Epochs between fixed-noise sample grids"""
-    amp: Literal["auto", "bf16", "off"] = "auto"
+    amp: Annotated[Literal["auto", "bf16", "off"], Switch] = "auto"
     """Mixed precision: auto (bfloat16 autocast on CUDA, float32 elsewhere), bf16 or off (see the Performance
     guide)"""
-    channels_last: Literal["auto", "on", "off"] = "auto"
+    channels_last: Annotated[Literal["auto", "on", "off"], Switch] = "auto"
     """The channels_last memory format: auto (on for CPU and CUDA), on or off (see the Performance guide)"""
 
     @model_validator(mode="before")

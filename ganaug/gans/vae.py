@@ -78,6 +78,26 @@ class CVAE(nn.Module):
         assert y is not None, "a conditional VAE needs labels"
         return self.mean(self.decoder(z, y)) * 2 - 1  # (N, C, R, R) in [-1, 1]
 
+    @torch.no_grad()
+    def edit(self, x0: torch.Tensor, y_src: torch.Tensor, y_tgt: torch.Tensor, strength: torch.Tensor,
+             noise: torch.Tensor, *, invert: bool = False, steps: Optional[int] = None,
+             guidance: Optional[float] = None) -> torch.Tensor:
+        """x0 (N, C, R, R) in [-1, 1] of classes y_src -> its edit toward y_tgt, (N, C, R, R) in [-1, 1]: the
+        posterior mean mu = encoder(x0, y_src), z = sqrt(1 - s^2) mu + s noise (noise (N, z_dim) ~ N(0, I)),
+        decoded with y_tgt. s = 0 is the reconstruction of mu, s = 1 a prior sample, G(noise, y_tgt). Run in eval
+        mode (BatchNorm's running statistics), each module's mode restored after. `invert`, `steps` and
+        `guidance` are the diffusion model's and unused: the encoder is the VAE's inversion."""
+        modes = {m: m.training for m in self.modules()}
+        self.eval()
+        try:
+            mu, _ = self.encoder(x0, y_src)  # (N, z_dim)
+            s = torch.as_tensor(strength, dtype=mu.dtype, device=mu.device).flatten().expand(len(mu))[:, None]
+            z = (1 - s**2).sqrt() * mu + s * noise.reshape(mu.shape).to(mu.dtype)
+            return self(z, y_tgt)
+        finally:
+            for m, mode in modes.items():
+                m.training = mode
+
     def loss(self, x: torch.Tensor, y: torch.Tensor, beta: float, free_bits: float, sigma: float,
              generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(negative ELBO per image, reconstruction term, KL term) for x in [-1, 1]."""
@@ -153,7 +173,7 @@ def train_vae(nets: GanNets, g: VaeConfig, **common: Any) -> Dict[str, Any]:
     return train_likelihood(nets.G, trained=nets.G, loss=loss, **common)
 
 
-@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, trainer=train_vae)
+@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, trainer=train_vae, edit=True)
 def build_vae(*, resolution: int, channels: int, num_classes: int, z_dim: int = 32, width: int = 32,
               likelihood: str = "bernoulli", **_: object) -> GanNets:
     """Conditional VAE: convolutional encoder and decoder, a Gaussian latent with a class embedding, sampled from the prior."""

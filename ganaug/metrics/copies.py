@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class Neighbours:
 
 @torch.no_grad()
 def nearest_two(query: torch.Tensor, views: Callable[[int], torch.Tensor], n_views: int, chunk: int = 1024,
-                budget_bytes: int = 1 << 27) -> Neighbours:
+                budget_bytes: int = 1 << 27, exclude: Optional[torch.Tensor] = None) -> Neighbours:
     """The two nearest distinct reference images of each query row, each reference taken at its nearest view.
 
     Each view is made once per pass over the queries (a pass holds as many queries as their running minima fit in
@@ -81,6 +81,7 @@ def nearest_two(query: torch.Tensor, views: Callable[[int], torch.Tensor], n_vie
         query: (Q, D) float.
         views: t -> (N, D) float, the reference images under transform t (the same N images in every view).
         n_views: how many views.
+        exclude: (Q,) per query, a reference index left out of its search (an edit's own source), -1 for none.
     """
     q = query.reshape(len(query), -1).float()
     if len(q) == 0:
@@ -102,6 +103,10 @@ def nearest_two(query: torch.Tensor, views: Callable[[int], torch.Tensor], n_vie
                 b = best[j:j + chunk]
                 which[j:j + chunk].masked_fill_(d2 < b, t)
                 torch.minimum(b, d2, out=b)
+        if exclude is not None:  # each query's own reference is not a candidate
+            ex = exclude[i:i + span].long()
+            rows = torch.nonzero(ex >= 0).flatten()
+            best[rows, ex[rows]] = math.inf
         k = min(2, n_ref)
         _, idx = torch.topk(best, k, dim=1, largest=False)  # (span, k)
         del best
@@ -254,3 +259,19 @@ def describe(c: Dict[str, Any]) -> str:
         bits.append(f"C_T {ct['ct']:+.2f}")
     return ", ".join(bits)
 
+
+
+def to_source(query: torch.Tensor, sources: torch.Tensor, strength: torch.Tensor, others: torch.Tensor,
+              threshold: float) -> Dict[str, Dict[str, float]]:
+    """How close edits stay to their own sources, per strength: query and sources (Q, D) in one space, row by row;
+    `others` (Q,) each edit's distance to its nearest *other* training image; `threshold` the copy check's (the
+    quantile of the test images' distances). Per strength: n, the median and 10th percentile distance to the source,
+    the share nearer to its source than the threshold, and the median distance to the nearest other image."""
+    d = (query.float() - sources.float()).norm(dim=1)
+    out: Dict[str, Dict[str, float]] = {}
+    for s in sorted(set(strength.tolist())):
+        m = strength == s
+        out[f"{s:g}"] = {"n": int(m.sum()), "median": float(d[m].median()), "p10": float(torch.quantile(d[m], 0.1)),
+                         "within_threshold": float((d[m] < threshold).float().mean()),
+                         "other_median": float(others[m].median())}
+    return out

@@ -125,12 +125,16 @@ def build_graph(cfg: Config) -> List[Cell]:
                     rep_spec = {"generator": rep.generator, "gan_seed": rep.seed}
                     gan_id = rel(p.gan(rep))
                     gan_deps = (split_id,) + ((feat_id,) if feat_id and getattr(g, "eval_every", None) else ())
-                    cells.append(Cell(gan_id, "train-gan", f"train-gan {g.name}{gt}{tag}", p.gan(rep),
-                                      stage_fingerprint(sub, GAN, rep), stage_config(sub, GAN, rep), gan_deps,
-                                      _spec(sub, "train-gan", **rep_spec), f"the trained {g.name}", GAN.command))
+                    if all(c.id != gan_id for c in cells):  # generators that differ only in sampling train once
+                        cells.append(Cell(gan_id, "train-gan", f"train-gan {g.name}{gt}{tag}", p.gan(rep),
+                                          stage_fingerprint(sub, GAN, rep), stage_config(sub, GAN, rep), gan_deps,
+                                          _spec(sub, "train-gan", **rep_spec), f"the trained {g.name}", GAN.command))
                     sample_id = rel(p.samples(rep))
-                    sample_deps = (gan_id,) + ((feat_id,) if feat_id and sub.sample.filter is not None else ())
-                    cells.append(Cell(sample_id, "sample", f"sample {sub.sample.n_per_class}/class{gt}{tag}",
+                    s = sub.sample_of(rep.generator)
+                    sample_deps = (gan_id,) + ((feat_id,) if feat_id and s.filter is not None else ())
+                    what = (f"{s.per_image} edit(s)/image" if s.per_image else f"{s.n_per_class}/class") + \
+                        (f" edits at {','.join(f'{v:g}' for v in s.strengths)}" if s.mode == "edit" else "")
+                    cells.append(Cell(sample_id, "sample", f"sample {what}{gt}{tag}",
                                       p.samples(rep), stage_fingerprint(sub, SAMPLES, rep), stage_config(sub, SAMPLES, rep),
                                       sample_deps, _spec(sub, "sample", **rep_spec), SAMPLES.what, SAMPLES.command))
                     rep_ids[rep] = sample_id

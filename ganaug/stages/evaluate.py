@@ -20,12 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from .. import memory
 from ..classifiers.train import predict
 from ..config import Config, Rep
-from ..data.synthetic import load_synthetic
+from ..data.synthetic import EDITS_FILE, load_synthetic
 from ..errors import DataError
 from ..metrics.copies import (
     Neighbours,
@@ -40,6 +41,7 @@ from ..metrics.copies import (
     mirror_allowed,
     nearest_two,
     pixel_views,
+    to_source,
     transforms,
 )
 from ..metrics.features import get_extractor, load_domain
@@ -181,15 +183,23 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     cp_sel = torch.arange(len(fake_y)) if ev.max_images is None else _subset(fake_y, _cap(fake_y, nc, ev.max_images), gen)
     views = pixel_views(data.train.images, ts, shift)
     f_views = feature_views(data.train.images, f_ts, extractor)  # the training images' features, extracted once
-    near = {"pixels": (nearest_two(interior(fake_x, shift), views, len(ts)),
+    edits = _edits_of(p.samples(rep))  # an edit's own source is expected to be near: judged against the others
+    own = None if edits is None else torch.from_numpy(edits["source_index"])
+    near = {"pixels": (nearest_two(interior(fake_x, shift), views, len(ts), exclude=own),
                        nearest_two(interior(data.test.images, shift), views, len(ts))),
-            "features": (nearest_two(extractor(fake_x[cp_sel]), f_views, len(f_ts)),
+            "features": (nearest_two(extractor(fake_x[cp_sel]), f_views, len(f_ts),
+                                     exclude=None if own is None else own[cp_sel]),
                          nearest_two(test_f, f_views, len(f_ts)))}
     ys = {"pixels": (fake_y, test_labels), "features": (fake_y[cp_sel], test_labels[test_sel])}
     spaces = {space: criteria(nf, ys[space][0], nt, ys[space][1], classes, ev.copy_quantile, ev.copy_ratio)
               | {"n_train": len(data.train.labels), "transforms": len(ts if space == "pixels" else f_ts)}
               for space, (nf, nt) in near.items()}
     copies: Dict[str, Any] = {**spaces, **decide(spaces, ev.copy_alpha), "shift": shift, "mirror": mirror}
+    if own is not None:  # per strength: how near edits stay to their sources (pixels, unaligned), and to the others
+        threshold = float(torch.quantile(near["pixels"][1].d1, ev.copy_quantile))
+        copies["own_source_excluded"] = True
+        copies["to_source"] = to_source(interior(fake_x, shift), interior(data.train.images[own], shift),
+                                        torch.from_numpy(edits["strength"]), near["pixels"][0].d1, threshold)
 
     # Class consistency: the domain classifier (real training images only) labels every fake.
     clf, ck = load_domain(domain, device)
@@ -220,7 +230,18 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     flagged = f" COPIES? ({', '.join(copies['fired'][:3])}{' ...' if len(copies['fired']) > 3 else ''})" if copies["flag"] else ""
     echo(f"evaluate: {extractor.name} {said}copies (pixels) {describe(copies['pixels'])}{flagged}; class "
          f"consistency {100 * consistency['overall']:.1f}% in {time.time() - started:.0f}s -> {folder}")
+    if own is not None:
+        echo("evaluate: edits' pixel distance to their own source (median; share within the copy threshold; median "
+             "to the nearest other training image) by strength: " + "; ".join(
+                 f"{k}: {v['median']:.0f} ({100 * v['within_threshold']:.0f}%; others {v['other_median']:.0f})"
+                 for k, v in copies["to_source"].items()))
     return folder / RESULT
+
+
+def _edits_of(folder: Path) -> Optional[Dict[str, np.ndarray]]:
+    """An edited set's provenance (edits.npz: each fake's source index, hash, strength, classes), or None."""
+    f = folder / EDITS_FILE
+    return dict(np.load(f)) if f.is_file() else None
 
 
 def _filter_of(folder: Path) -> Optional[Dict[str, Any]]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Dict, Optional, Union
 
 from ..config import Config, Rep
 
@@ -29,6 +29,7 @@ def as_rep(rep: RepLike) -> Rep:
 class RunPaths:
     root: Path  # classifier runs and the comparison
     upstream: Optional[Path] = None  # split, GANs and samples (a sweep's sub-experiment reads its parent's)
+    trained_as: Optional[Dict[str, str]] = None  # a generator whose training is another's: that one's GAN folder
 
     @property
     def up(self) -> Path:
@@ -51,6 +52,9 @@ class RunPaths:
         return path if rep.seed is None else path / f"seed-{rep.seed}"
 
     def gan(self, rep: RepLike = None) -> Path:
+        rep = as_rep(rep)
+        if self.trained_as and rep.generator in self.trained_as:
+            rep = Rep(self.trained_as[rep.generator], rep.seed)
         return self._of("gan", rep)
 
     def gan_checkpoint(self, rep: RepLike = None) -> Path:
@@ -84,7 +88,8 @@ class RunPaths:
 
 
 def paths(cfg: Config) -> RunPaths:
-    return RunPaths(Path(cfg.out_dir), Path(cfg.upstream_dir) if cfg.upstream_dir else None)
+    twins = {n: cfg.trained_as(n) for n in cfg.generators or {} if cfg.trained_as(n) != n}
+    return RunPaths(Path(cfg.out_dir), Path(cfg.upstream_dir) if cfg.upstream_dir else None, twins or None)
 
 
 def data_cache(cfg: Config, split_folder: Optional[Path] = None) -> Path:

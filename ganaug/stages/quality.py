@@ -178,9 +178,24 @@ def render_quality(rows: List[Dict[str, Any]], evaluations: List[Dict[str, Any]]
         + (" Filter kept: the share of drawn fakes the domain classifier gave their class with at least "
            "sample.filter.min_confidence (per class in the set's samples/stage.json); a filtered set's class "
            "consistency is high by construction (the same classifier chose it)." if filtered else "")
-        + _improving_note(rows),
+        + _improving_note(rows) + _edits_note(evaluations),
     ]
     return ["Sample quality of each synthetic set:", ""] + lines + [""] + notes
+
+
+def _edits_note(evaluations: List[Dict[str, Any]]) -> str:
+    """Edited sets: their own sources left out of the copy check, and how near the edits stay to them."""
+    edited = [e for e in evaluations if e["copies"].get("to_source")]
+    if not edited:
+        return ""
+    return (" Edits (sample.mode: edit): each edit's own source image is left out of its copy check (an edit is meant "
+            "to resemble it), so the copies columns judge it against the other training images; its pixel distance "
+            "to its source, by strength (median; share nearer than the copy threshold; median to the nearest other "
+            "training image): " + "; ".join(
+                f"{e['synthetic_set']} " + ", ".join(f"{k}: {v['median']:.0f} ({100 * v['within_threshold']:.0f}%; "
+                                                      f"others {v['other_median']:.0f})"
+                                                      for k, v in e["copies"]["to_source"].items())
+                for e in edited) + ".")
 
 
 def render_quality_csv(evaluations: List[Dict[str, Any]]) -> str:

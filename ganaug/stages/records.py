@@ -73,14 +73,15 @@ def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, An
     if stage in (GAN, SAMPLES, EVALUATE):
         out["gan"] = result_config("gan", cfg.gen(rep.generator)) | ({"seed": rep.seed} if rep.seed is not None else {})
     if stage in (SAMPLES, EVALUATE):
-        out["sample"] = result_config("sample", cfg.sample)
+        sample = cfg.sample_of(rep.generator)
+        out["sample"] = result_config("sample", sample)
         meta = GANS.meta(cfg.gen(rep.generator).name)
         for key, reader in (("truncation", "truncation"), ("guidance", "guidance"), ("steps", "guidance")):
             if not meta.get(reader):  # a sampling key another family reads changes nothing here
                 out["sample"].pop(key, None)
             elif out["sample"].get(key) is None and key in meta.get("sample_defaults", {}):
                 out["sample"][key] = meta["sample_defaults"][key]  # the value sampled with, default or not
-        if cfg.sample.filter is not None:  # the filter's classifier is the domain extractor
+        if sample.filter is not None:  # the filter's classifier is the domain extractor
             out["domain"] = to_dict(cfg.evaluate.domain)
     if stage == EVALUATE:
         out["evaluate"] = result_config("evaluate", cfg.evaluate)

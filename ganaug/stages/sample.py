@@ -5,20 +5,20 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .. import memory
 from ..config import Config, Rep, to_dict
-from ..data.images import to_float, to_uint8
-from ..data.synthetic import IMAGES_FILE, OUTPUTS, SetWriter, class_counts, read_synthetic
+from ..data.images import image_hashes, to_float, to_uint8
+from ..data.synthetic import EDITS_FILE, IMAGES_FILE, OUTPUTS, SOFT_FILE, SetWriter, class_counts, read_synthetic
 from ..errors import CheckpointError, StageError
 from ..gans import GANS
 from ..gans.training import generate
 from ..progress import echo
-from ..utils import resolve_device
+from ..utils import atomic_open, resolve_device
 from .layout import paths
 from .records import GAN, SAMPLES, building, output_hashes, require_stage, stage_fingerprint, start_stage, write_record
 from .split import load_split_data
@@ -58,10 +58,12 @@ def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
         raise StageError(f"GAN checkpoint '{ckpt_path}' was trained on another split; "
                          "run `ganaug train-gan --force` first")
     num_classes = len(data.classes)
-    s = cfg.sample
+    s = cfg.sample_of(rep.generator)
 
     # How many per class: balanced, or the training set's proportions at the same total.
-    if s.proportions == "balanced":
+    if s.per_image is not None:  # edits: M of every training image
+        counts = [s.per_image * n for n in class_counts(data.train.labels, num_classes)]
+    elif s.proportions == "balanced":
         counts = [s.n_per_class] * num_classes
     else:
         real = class_counts(data.train.labels, num_classes)
@@ -91,7 +93,9 @@ def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
     with building(out_dir) as out:
         writer = SetWriter(out, n, shape, data.classes, png=s.png)
         extra: dict = {}
-        if s.filter is None:
+        if s.mode == "edit":
+            extra["edit"] = _edit(G, s, data, counts, gen, writer, chunk, device, g_kwargs, out)
+        elif s.filter is None:
             for a in range(0, n, chunk):
                 b = min(n, a + chunk)
                 y = torch.from_numpy(np.searchsorted(bounds, np.arange(a, b), side="right") - 1).to(torch.int64)
@@ -99,24 +103,32 @@ def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
                 writer.add(draw(z, y), y)
         else:
             extra["filter"] = _filtered(cfg, data.classes, counts, G.z_dim, gen, draw, writer, chunk, device)
-        writer.close({"gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": rep.seed,
+        writer.close({**({"edits": EDITS_FILE} if s.mode == "edit" else {}),
+                      **({"soft_labels": SOFT_FILE} if "soft_labels" in extra.get("edit", {}) else {}),
+                      "gan_checkpoint": str(ckpt_path), "gan_step": ckpt["step"], "gan_seed": rep.seed,
                       "generator": rep.generator, "family": cfg.gen(rep.generator).name, "sampler": g_kwargs,
                       "data_fingerprint": manifest["fingerprint"], "config": to_dict(cfg), **extra})
         images, labels, _ = read_synthetic(out)
         _real_vs_fake_grid(data.train.images, data.train.labels, images, labels, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
-        write_record(out, "samples", fp, config, started, {"counts": counts, **extra, **output_hashes(out, *OUTPUTS)})
+        written = [f for f in (*OUTPUTS, SOFT_FILE, EDITS_FILE) if (out / f).is_file()]
+        write_record(out, "samples", fp, config, started, {"counts": counts, **extra, **output_hashes(out, *written)})
     if s.filter is not None:
         f = extra["filter"]
         echo(f"sample: the filter kept {f['kept_total']} of {f['drawn_total']} fakes ({100 * f['rate_total']:.1f}%); "
              "per class " + ", ".join(f"{c} {100 * r:.0f}%" for c, r in zip(data.classes, f["rate"])))
+    if s.mode == "edit":
+        e = extra["edit"]
+        echo(f"sample: {n} edits of {e['sources']} training images at strength "
+             f"{', '.join(f'{v:g}' for v in s.strengths)}{' (inverted)' if s.invert else ''}, "
+             + ("toward their own class" if s.target == "same" else "toward another class, with soft labels"))
     echo(f"sample: wrote {out_dir / IMAGES_FILE}{' and a PNG tree' if s.png else ''}; grid {out_dir / 'grid.png'}")
     return out_dir
 
 
 def sampler_kwargs(cfg: Config, rep: Rep) -> Dict[str, Any]:
     """The sampling keys the rep's family reads: truncation for StyleGAN2, DDIM steps and guidance for diffusion."""
-    s, meta = cfg.sample, GANS.meta(cfg.gen(rep.generator).name)
+    s, meta = cfg.sample_of(rep.generator), GANS.meta(cfg.gen(rep.generator).name)
     out: Dict[str, Any] = {}
     if meta.get("truncation") and s.truncation is not None:
         out["truncation_psi"] = s.truncation  # toward the class's mean w
@@ -124,6 +136,79 @@ def sampler_kwargs(cfg: Config, rep: Rep) -> Dict[str, Any]:
         out |= {k: (v if v is not None else meta["sample_defaults"][k]) for k, v in (("steps", s.steps),
                                                                                    ("guidance", s.guidance))}
     return out
+
+
+def edit_sources(data: Any) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The images edits start from, and their labels: the split's training images, never validation or test ones."""
+    return data.train.images, data.train.labels
+
+
+def edit_plan(labels: torch.Tensor, counts: List[int], s: Any, num_classes: int, gen: torch.Generator
+              ) -> Dict[str, torch.Tensor]:
+    """Per fake: its source (an index into `labels`), strength, source and target class, hard and soft label.
+
+    Each class's sources are cycled evenly (every image once before any twice); a list of strengths is drawn from
+    per fake; with target other, the target classes of a class's fakes cycle evenly over the other classes in a
+    random order, and the soft label is 1 - strength on the source's class and strength on the target's.
+    """
+    index, target = [], []
+    for c, k in enumerate(counts):
+        idx = torch.nonzero(labels == c).flatten()
+        if k and not len(idx):
+            raise StageError(f"sample.mode edit: class {c} has no training image to edit; sample.mode: noise makes fakes "
+                             "of classes without images")
+        index.append(idx[torch.arange(k) % max(1, len(idx))])
+        if s.target == "other":
+            off = (torch.arange(k) + int(torch.randint(num_classes - 1, (1,), generator=gen))) % (num_classes - 1) + 1
+            target.append((c + off[torch.randperm(k, generator=gen)]) % num_classes)
+    source_index = torch.cat(index)
+    source_label = labels[source_index].to(torch.int64)
+    n = len(source_index)
+    levels = torch.tensor(s.strengths, dtype=torch.float32)
+    strength = levels[torch.randint(len(levels), (n,), generator=gen)] if len(levels) > 1 else levels.expand(n).clone()
+    target_label = torch.cat(target) if s.target == "other" else source_label.clone()
+    soft = None
+    if s.target == "other":
+        soft = torch.zeros(n, num_classes)
+        soft[torch.arange(n), source_label] += 1 - strength
+        soft[torch.arange(n), target_label] += strength
+    label = torch.where(strength >= 0.5, target_label, source_label)  # the larger share (the target's at 0.5)
+    return {"source_index": source_index, "source_label": source_label, "target_label": target_label,
+            "strength": strength, "label": label, "soft": soft}
+
+
+def _edit(G: torch.nn.Module, s: Any, data: Any, counts: List[int], gen: torch.Generator, writer: SetWriter,
+          chunk: int, device: torch.device, g_kwargs: Dict[str, Any], out: Path) -> Dict[str, Any]:
+    """Edits of the training images (`sample.mode: edit`), written chunk by chunk, with each one's provenance:
+    the index and content hash of the very tensor handed to the editor, its strength and classes."""
+    if s.target == "other" and len(counts) < 2:
+        raise StageError("sample.target other edits toward another class, and the split has one class; use target: same")
+    images, labels = edit_sources(data)
+    plan = edit_plan(labels, counts, s, len(counts), gen)
+    n = len(plan["source_index"])
+    hashes: List[str] = []
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        src = images[plan["source_index"][a:b]]  # uint8 (n, C, H, W): what is edited
+        hashes += image_hashes(src)
+        z = torch.randn(b - a, G.z_dim, generator=gen)
+        parts = []
+        for i in range(0, b - a, s.batch_size):
+            j = slice(i, min(b - a, i + s.batch_size))
+            parts.append(G.edit(to_float(src[j]).to(device), plan["source_label"][a:b][j].to(device),
+                                plan["target_label"][a:b][j].to(device), plan["strength"][a:b][j].to(device),
+                                z[j].to(device), invert=s.invert, **g_kwargs).float().cpu())
+        writer.add(to_uint8(torch.cat(parts)), plan["label"][a:b])
+    if plan["soft"] is not None:
+        with atomic_open(out / SOFT_FILE, "wb") as f:
+            np.save(f, plan["soft"].numpy().astype(np.float32))
+    with atomic_open(out / EDITS_FILE, "wb") as f:
+        np.savez(f, source_index=plan["source_index"].numpy(), source_hash=np.array(hashes),
+                 strength=plan["strength"].numpy(), source_label=plan["source_label"].numpy(),
+                 target_label=plan["target_label"].numpy())
+    return {"strength": s.strengths, "target": s.target, "invert": s.invert, "per_image": s.per_image,
+            "sources": len(set(plan["source_index"].tolist())), "edits": EDITS_FILE,
+            **({"soft_labels": SOFT_FILE} if plan["soft"] is not None else {})}
 
 
 def _filtered(cfg: Config, classes: List[str], counts: List[int], z_dim: int, gen: torch.Generator,

@@ -19,7 +19,7 @@ from ..data.augment import POLICIES, ClassicAugment, LabelMix, PolicyAugment
 from ..data.mixing import BatchSource
 from ..data.sources import source_hflip
 from ..data.split import SplitData
-from ..data.synthetic import load_synthetic
+from ..data.synthetic import load_synthetic, read_soft_labels
 from ..errors import CheckpointError
 from ..metrics import classification_report
 from ..progress import echo
@@ -80,17 +80,18 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
     # Load data once: the split, and the synthetic set if any arm needs it (memory-mapped, shared between runs).
     memory.check(cfg, "train-clf", paths(cfg))
     data, _ = load_split_data(cfg)
-    fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor]] = {}
+    fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = {}  # images, labels, soft labels
     for rep in sorted({cfg.rep_of(arm, seed) for arm, seed, _ in todo if arm.uses_synthetic},
                       key=lambda r: (r.generator or "", r.seed or 0)):
         require_stage(cfg, SAMPLES, rep)
-        fakes[rep] = load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes)
+        fakes[rep] = (*load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes),
+                      read_soft_labels(p.samples(rep)))
     device = resolve_device(cfg.device)
     for i, (arm, seed, ckpt) in enumerate(todo, 1):
-        fake_x, fake_y = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None)
+        fake_x, fake_y, fake_soft = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None, None)
         with torch_threads(cfg.executor.clf_threads):  # the same in every executor, so the numbers are too
             _train_one(cfg, arm, seed, data, fake_x, fake_y, device, progress and distributed.is_main(),
-                       f"[{i}/{len(todo)}]", ckpt)
+                       f"[{i}/{len(todo)}]", ckpt, fake_soft)
     return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
 
@@ -105,7 +106,7 @@ def make_augment(cfg: Config, arm: ArmConfig) -> Optional[Callable[[torch.Tensor
 
 def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: Optional[torch.Tensor],
                fake_y: Optional[torch.Tensor], device: torch.device, progress: bool, counter: str,
-               ckpt: Optional[Dict[str, Any]]) -> None:
+               ckpt: Optional[Dict[str, Any]], fake_soft: Optional[torch.Tensor] = None) -> None:
     started = time.time()
     c = cfg.classifier
     p = paths(cfg)
@@ -124,7 +125,7 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     if (c.pretrained or c.weights is not None) and ckpt is None:  # fine-tune from ImageNet weights
         source = load_imagenet_weights(c.name, model, c.weights)
         say(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
-    batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator)
+    batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator, fake_soft)
     augment = make_augment(cfg, arm)
     mixer = LabelMix(arm.label_mix, getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0, num_classes) \
         if arm.label_mix is not None else None
@@ -190,6 +191,8 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             "world_size": distributed.world(),  # processes that trained it (not in the fingerprint: any number is the same run)
             "threads": torch.get_num_threads(),  # torch threads per process (executor.clf_threads; CPU numbers depend on it)
         }
+        if batches.soft_rows is not None:  # only then: results without soft labels stay as they were
+            result["soft_labels"] = True
         atomic_write_json(out / "result.json", result)
         save_config(cfg, out / "config.yaml")
         write_record(out, "classifier", fp, config, started,
