@@ -50,7 +50,7 @@ def test_an_edit_records_the_training_image_it_edited(tmp_path: Path, image_fold
                                                                       steps=2) if gan is DIFFUSION
                                                               else _config(tmp_path, image_folder, gan, strength=[0.0, 0.6]))
     n = len(images)
-    assert n == 6 * len(data.classes) and meta["edits"] == "edits.npz"
+    assert n == 6 * len(data.classes) and meta["edits"] == "edits.npz" and (folder / "edits.png").is_file()
     src = data.train.images[torch.from_numpy(edits["source_index"])]
     assert list(edits["source_hash"]) == image_hashes(src)  # the recorded hash is the image at the recorded index
     assert (edits["source_label"] == data.train.labels[edits["source_index"]].numpy()).all()
@@ -80,6 +80,8 @@ def test_across_classes_the_soft_label_is_the_strength_s_share(tmp_path: Path, i
         counts = torch.bincount(b[a == c], minlength=len(data.classes))
         others = counts[torch.arange(len(data.classes)) != c]
         assert int(others.max() - others.min()) <= 1
+    # each class receives as many edits as it sends, so the hard labels stay balanced (mix.add finds its K per class)
+    assert torch.equal(torch.bincount(b, minlength=len(data.classes)), torch.bincount(a, minlength=len(data.classes)))
 
 
 def test_generators_that_differ_only_in_sampling_train_once(tmp_path: Path, image_folder: Path) -> None:
@@ -94,7 +96,7 @@ def test_generators_that_differ_only_in_sampling_train_once(tmp_path: Path, imag
     kinds = [c.kind for c in build_graph(cfg)]
     assert kinds.count("train-gan") == 1 and kinds.count("sample") == 2
     run_split(cfg)
-    run_train_gan(cfg, progress=False)
+    assert len(run_train_gan(cfg, progress=False, force=True)) == 1  # --force too retrains it once, not per twin
     noise, edits = run_sample(cfg)
     assert not (noise / "edits.npz").exists() and (edits / "edits.npz").exists()
 
@@ -205,3 +207,18 @@ def test_nearest_two_leaves_out_only_the_excluded_reference() -> None:
     assert near.index[1] == 5 and near.d1[1] == 0
     plain = nearest_two(query, lambda t: refs, 1)
     assert plain.index.tolist() == [3, 5] and plain.d1.tolist() == [0.0, 0.0]
+
+
+def test_across_classes_every_class_receives_as_many_edits_as_it_sends() -> None:
+    """500 edits per class over 10 classes (500 is not a multiple of the 9 other classes): the targets still give each
+    class exactly 500, so an arm that adds 500 fakes per class finds them."""
+    from types import SimpleNamespace
+
+    from ganaug.stages.sample import edit_plan
+
+    labels = torch.arange(10).repeat_interleave(100)
+    s = SimpleNamespace(target="other", strengths=[0.75])
+    plan = edit_plan(labels, [500] * 10, s, 10, torch.Generator().manual_seed(1))
+    assert torch.bincount(plan["target_label"], minlength=10).tolist() == [500] * 10
+    assert torch.bincount(plan["label"], minlength=10).tolist() == [500] * 10
+    assert (plan["target_label"] != plan["source_label"]).all()

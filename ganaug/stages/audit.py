@@ -46,7 +46,7 @@ def audit(cfg: Config, results: Dict[str, List[Dict[str, Any]]]) -> List[Dict[st
     runs = [r for rs in results.values() for r in rs]
     # Each synthetic set (as runs name it, relative to out_dir) and the GAN that made it.
     gan_of = {p.relative(p.samples(rep)): p.gan(rep) for rep in cfg.replicates}
-    edits = _edit_check(p.root, runs, manifest)
+    edits = edit_check(p.root, [r["synthetic_set"] for r in runs if r.get("synthetic_set")], manifest)
     return [split_check(manifest), _synthetic_check(p.root, runs, manifest),
             _gan_check(gan_of, runs, manifest, p.features / TRAINED_ON),
             _budget_check(runs), _selection_check(runs, manifest)] + ([edits] if edits else [])
@@ -140,44 +140,51 @@ def _synthetic_check(root: Path, runs: List[Dict[str, Any]], manifest: Dict[str,
     return _check(name, "ok", what)
 
 
-def _edit_check(root: Path, runs: List[Dict[str, Any]], manifest: Dict[str, Any]) -> Optional[Dict[str, str]]:
-    """Every edit of an edited set the runs used (`sample.mode: edit`) started from a training image: its recorded
-    source hash (of the very tensor edited, hashed where it was handed to the editor) is a training image's, the
-    one at its recorded index. An edit of a validation or test image would leak it into training. None when no
-    run used an edited set."""
-    sets = sorted({r["synthetic_set"] for r in runs if r.get("synthetic_set")})
-    edited = [rel for rel in sets if (root / rel / EDITS_FILE).is_file()]
+def edit_check(root: Path, sets: List[str], manifest: Dict[str, Any]) -> Optional[Dict[str, str]]:
+    """Every edit of an edited set (`sample.mode: edit`; `sets` relative to `root`, those without edits.npz skipped)
+    started from a training image: its recorded source hash (of the very tensor edited, hashed where it was handed
+    to the editor) is a training image's, the one at its recorded index. An edit of a validation or test image would
+    leak it into training. None when no set is edited."""
+    edited = [rel for rel in sorted(set(sets)) if (root / rel / EDITS_FILE).is_file()]
     if not edited:
         return None
     name = "edits started from training images"
     train = manifest["train"]["hashes"]
-    parts = {"training": set(train), "validation": set(manifest["val"]["hashes"]), "test": set(manifest["test"]["hashes"])}
+    train_h = set(train)
+    held_out = {"validation": set(manifest["val"]["hashes"]), "test": set(manifest["test"]["hashes"])}
     problems, n, sources = [], 0, set()
     for rel in edited:
         try:
-            e = np.load(root / rel / EDITS_FILE)
-            hashes, index = [str(h) for h in e["source_hash"]], e["source_index"].tolist()
+            with np.load(root / rel / EDITS_FILE) as e:
+                hashes, index = [str(h) for h in e["source_hash"]], e["source_index"].tolist()
         except (OSError, ValueError, KeyError) as err:
             problems.append(f"'{rel}/{EDITS_FILE}' cannot be read ({err})")
             continue
+        n_fakes = len(read_synthetic(root / rel)[1]) if (root / rel / TENSOR_FILE).is_file() else len(hashes)
+        if not len(hashes) == len(index) == n_fakes:
+            problems.append(f"'{rel}/{EDITS_FILE}' records {len(hashes)} source hashes and {len(index)} source indices "
+                            f"for {n_fakes} fakes")
+            continue
         n += len(hashes)
         sources |= set(hashes)
-        foreign = Counter(h for h in hashes if h not in parts["training"])
+        foreign = Counter(h for h in hashes if h not in train_h)
         if foreign:
             where: Counter = Counter()
             for h, k in foreign.items():
-                where[_parts_holding(h, {k2: v for k2, v in parts.items() if k2 != "training"})] += k
-            said = ", ".join(_images(k, part) if part else f"{k} of no image of the split" for part, k in sorted(where.items()))
+                where[_parts_holding(h, held_out)] += k
+            said = ", ".join(_images(k, part) if part else f"{k} whose source is not an image of this split"
+                             for part, k in sorted(where.items()))
             problems.append(f"{sum(foreign.values())} of {len(hashes)} edits in '{rel}' started from images that are not "
                             f"training images ({said})")
-        moved = sum(1 for k, h in zip(index, hashes) if h in parts["training"] and not (0 <= k < len(train) and train[k] == h))
+        moved = sum(1 for k, h in zip(index, hashes) if h in train_h and not (0 <= k < len(train) and train[k] == h))
         if moved:
             problems.append(f"{moved} edit(s) in '{rel}' record a source index that does not hold their source image")
     if problems:
         return _check(name, "violation", "; ".join(problems) + "; sample again (`ganaug sample --force`): edits must "
                                          "start from the split's training images")
-    return _check(name, "ok", f"{n} edits in {len(edited)} set(s), from {len(sources)} distinct source image(s), every "
-                              "one a training image (content hashes)")
+    across = f" in {len(edited)} sets" if len(edited) > 1 else ""
+    return _check(name, "ok", f"{n} edits of {len(sources)} training images{across}, every source a training image "
+                              "(content hashes, each at its recorded index)")
 
 
 def _unrecorded_sets(runs: List[Dict[str, Any]]) -> str:

@@ -9,8 +9,9 @@ half its test images and its fakes); a class too small to hold out a floor is le
 The real training images' row is not a floor in a domain extractor's features (it has seen them).
 Then the copy check (`metrics/copies.py`: each fake's nearest training image after alignment, in pixels and in
 features, over every training image, against how close real test images sit to the training set, by three
-criteria under one false-alarm rate) and class consistency (the domain classifier, trained on real training
-images only, labels each fake). Nothing here selects or trains anything on the test images.
+criteria under one false-alarm rate; an edit's own source left out of its search) and class consistency (the
+domain classifier, trained on real training images only, labels each fake). Nothing here selects or trains anything
+on the test images.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ from ..data.synthetic import EDITS_FILE, load_synthetic
 from ..errors import DataError
 from ..metrics.copies import (
     Neighbours,
+    Space,
     Transform,
     apply,
-    criteria,
-    decide,
+    check,
     describe,
+    describe_to_source,
     feature_views,
     interior,
     max_shift,
     mirror_allowed,
-    nearest_two,
+    own_distance,
     pixel_views,
     to_source,
     transforms,
@@ -175,7 +177,8 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     # Copies: each fake's nearest training image after alignment (shifts, and mirroring where the generator's
     # training could flip), in pixels over every fake, every training image and every test image; in features over
     # every training image (aligned too where the extractor is the cheap domain one) and every fake, or a random
-    # max_images of them.
+    # max_images of them. An edit (sample.mode: edit) is meant to resemble its own source: that training image is
+    # left out of its search, so it is judged against the others, and its distance to its source is reported.
     mirror = ev.copy_mirror if ev.copy_mirror is not None else mirror_allowed(cfg.gen(rep.generator))
     shift = max_shift(ev.copy_shift, min(fake_x.shape[-2:]))
     ts = transforms(shift, mirror)
@@ -183,23 +186,17 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     cp_sel = torch.arange(len(fake_y)) if ev.max_images is None else _subset(fake_y, _cap(fake_y, nc, ev.max_images), gen)
     views = pixel_views(data.train.images, ts, shift)
     f_views = feature_views(data.train.images, f_ts, extractor)  # the training images' features, extracted once
-    edits = _edits_of(p.samples(rep))  # an edit's own source is expected to be near: judged against the others
-    own = None if edits is None else torch.from_numpy(edits["source_index"])
-    near = {"pixels": (nearest_two(interior(fake_x, shift), views, len(ts), exclude=own),
-                       nearest_two(interior(data.test.images, shift), views, len(ts))),
-            "features": (nearest_two(extractor(fake_x[cp_sel]), f_views, len(f_ts),
-                                     exclude=None if own is None else own[cp_sel]),
-                         nearest_two(test_f, f_views, len(f_ts)))}
-    ys = {"pixels": (fake_y, test_labels), "features": (fake_y[cp_sel], test_labels[test_sel])}
-    spaces = {space: criteria(nf, ys[space][0], nt, ys[space][1], classes, ev.copy_quantile, ev.copy_ratio)
-              | {"n_train": len(data.train.labels), "transforms": len(ts if space == "pixels" else f_ts)}
-              for space, (nf, nt) in near.items()}
-    copies: Dict[str, Any] = {**spaces, **decide(spaces, ev.copy_alpha), "shift": shift, "mirror": mirror}
-    if own is not None:  # per strength: how near edits stay to their sources (pixels, unaligned), and to the others
-        threshold = float(torch.quantile(near["pixels"][1].d1, ev.copy_quantile))
-        copies["own_source_excluded"] = True
-        copies["to_source"] = to_source(interior(fake_x, shift), interior(data.train.images[own], shift),
-                                        torch.from_numpy(edits["strength"]), near["pixels"][0].d1, threshold)
+    edits = _edits_of(p.samples(rep), len(fake_y), len(data.train.labels))
+    own = None if edits is None else torch.from_numpy(edits["source_index"])  # each edit's own source: left out
+    n_train = len(data.train.labels)
+    spaces = {"pixels": Space(interior(fake_x, shift), fake_y, interior(data.test.images, shift), test_labels, views,
+                              len(ts), n_train, exclude=own),
+              "features": Space(extractor(fake_x[cp_sel]), fake_y[cp_sel], test_f, test_labels[test_sel], f_views,
+                                len(f_ts), n_train, exclude=None if own is None else own[cp_sel])}
+    judged, near = check(spaces, classes, ev.copy_quantile, ev.copy_ratio, ev.copy_alpha)
+    copies: Dict[str, Any] = {**judged, "shift": shift, "mirror": mirror}
+    if edits is not None:
+        copies.update(edit_copies(fake_x, data.train.images, edits, near["pixels"][0], copies["pixels"], ts, shift))
 
     # Class consistency: the domain classifier (real training images only) labels every fake.
     clf, ck = load_domain(domain, device)
@@ -230,18 +227,43 @@ def _evaluate_one(cfg: Config, rep: Rep, force: bool) -> Path:
     flagged = f" COPIES? ({', '.join(copies['fired'][:3])}{' ...' if len(copies['fired']) > 3 else ''})" if copies["flag"] else ""
     echo(f"evaluate: {extractor.name} {said}copies (pixels) {describe(copies['pixels'])}{flagged}; class "
          f"consistency {100 * consistency['overall']:.1f}% in {time.time() - started:.0f}s -> {folder}")
-    if own is not None:
-        echo("evaluate: edits' pixel distance to their own source (median; share within the copy threshold; median "
-             "to the nearest other training image) by strength: " + "; ".join(
-                 f"{k}: {v['median']:.0f} ({100 * v['within_threshold']:.0f}%; others {v['other_median']:.0f})"
-                 for k, v in copies["to_source"].items()))
+    if edits is not None:
+        echo("evaluate: edits' pixel distance to their own source by strength (median; 10th percentile; share within "
+             "the copy threshold; median to the nearest other training image, which the copy check judges): "
+             + describe_to_source(copies["to_source"]))
     return folder / RESULT
 
 
-def _edits_of(folder: Path) -> Optional[Dict[str, np.ndarray]]:
-    """An edited set's provenance (edits.npz: each fake's source index, hash, strength, classes), or None."""
+def edit_copies(fakes: torch.Tensor, train: torch.Tensor, edits: Dict[str, np.ndarray], near: Neighbours,
+                pixels: Dict[str, Any], ts: Sequence[Transform], shift: int) -> Dict[str, Any]:
+    """An edited set's additions to its copy check: that each edit's own source was left out of its search, and per
+    strength how near edits stay to their sources (`to_source`), in the check's pixel distance (aligned interiors)
+    against its threshold. fakes (N, C, H, W), train the training images, `near` the fakes' pixel neighbours (each
+    source left out), `pixels` the pixel space's criteria."""
+    own = torch.from_numpy(edits["source_index"])
+    d = own_distance(fakes, train[own], ts, shift)
+    summary = to_source(d, torch.from_numpy(edits["strength"]), near.d1, pixels["overall"]["threshold"])
+    return {"own_source_excluded": True, "to_source": summary}
+
+
+def _edits_of(folder: Path, n_fakes: int, n_train: int) -> Optional[Dict[str, np.ndarray]]:
+    """An edited set's provenance (edits.npz: each fake's source index, hash, strength, classes), or None; checked
+    to hold one row per fake and source indices among the training images."""
     f = folder / EDITS_FILE
-    return dict(np.load(f)) if f.is_file() else None
+    if not f.is_file():
+        return None
+    with np.load(f) as z:
+        edits = {k: z[k] for k in z.files}
+    index = edits.get("source_index")
+    if index is None or "strength" not in edits:
+        raise DataError(f"'{f}' lacks source_index or strength; sample again (`ganaug sample --force`)")
+    if len(index) != n_fakes or len(edits["strength"]) != n_fakes:
+        raise DataError(f"'{f}' records {len(index)} edits but the set holds {n_fakes} fakes; sample again "
+                        "(`ganaug sample --force`)")
+    if len(index) and (index.min() < 0 or index.max() >= n_train):
+        raise DataError(f"'{f}' has source indices outside the {n_train} training images; sample again "
+                        "(`ganaug sample --force`)")
+    return edits
 
 
 def _filter_of(folder: Path) -> Optional[Dict[str, Any]]:

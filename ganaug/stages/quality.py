@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..config import Config, Rep
+from ..metrics.copies import describe_to_source
 from .budget import BUDGET_TAIL, generator_checks
 from .layout import paths
 from .records import EVALUATE, up_to_date
@@ -190,12 +191,10 @@ def _edits_note(evaluations: List[Dict[str, Any]]) -> str:
         return ""
     return (" Edits (sample.mode: edit): each edit's own source image is left out of its copy check (an edit is meant "
             "to resemble it), so the copies columns judge it against the other training images; its pixel distance "
-            "to its source, by strength (median; share nearer than the copy threshold; median to the nearest other "
-            "training image): " + "; ".join(
-                f"{e['synthetic_set']} " + ", ".join(f"{k}: {v['median']:.0f} ({100 * v['within_threshold']:.0f}%; "
-                                                      f"others {v['other_median']:.0f})"
-                                                      for k, v in e["copies"]["to_source"].items())
-                for e in edited) + ".")
+            "to its source (aligned, as the copy check measures), by strength (median; 10th percentile; share nearer "
+            "than the copy threshold; median to the nearest other training image): "
+            + " / ".join(f"'{e['synthetic_set']}': {describe_to_source(e['copies']['to_source'])}" for e in edited)
+            + ".")
 
 
 def render_quality_csv(evaluations: List[Dict[str, Any]]) -> str:

@@ -111,6 +111,8 @@ def _sample_one(cfg: Config, rep: Rep, force: bool) -> Path:
         images, labels, _ = read_synthetic(out)
         _real_vs_fake_grid(data.train.images, data.train.labels, images, labels, num_classes, s.grid_per_class, gen,
                            out / "grid.png")
+        if s.mode == "edit":
+            _edit_grid(edit_sources(data)[0], images, out)
         written = [f for f in (*OUTPUTS, SOFT_FILE, EDITS_FILE) if (out / f).is_file()]
         write_record(out, "samples", fp, config, started, {"counts": counts, **extra, **output_hashes(out, *written)})
     if s.filter is not None:
@@ -149,9 +151,13 @@ def edit_plan(labels: torch.Tensor, counts: List[int], s: Any, num_classes: int,
 
     Each class's sources are cycled evenly (every image once before any twice); a list of strengths is drawn from
     per fake; with target other, the target classes of a class's fakes cycle evenly over the other classes in a
-    random order, and the soft label is 1 - strength on the source's class and strength on the target's.
+    random order (classes of equal counts then receive as many as they send), and the soft label is
+    1 - strength on the source's class and strength on the target's.
     """
     index, target = [], []
+    # One start for every class: each class then sends as many edits to each offset, and (equal counts) every class
+    # receives exactly as many as it sends, so hard labels stay balanced.
+    start = int(torch.randint(max(1, num_classes - 1), (1,), generator=gen))
     for c, k in enumerate(counts):
         idx = torch.nonzero(labels == c).flatten()
         if k and not len(idx):
@@ -159,7 +165,7 @@ def edit_plan(labels: torch.Tensor, counts: List[int], s: Any, num_classes: int,
                              "of classes without images")
         index.append(idx[torch.arange(k) % max(1, len(idx))])
         if s.target == "other":
-            off = (torch.arange(k) + int(torch.randint(num_classes - 1, (1,), generator=gen))) % (num_classes - 1) + 1
+            off = (torch.arange(k) + start) % (num_classes - 1) + 1
             target.append((c + off[torch.randperm(k, generator=gen)]) % num_classes)
     source_index = torch.cat(index)
     source_label = labels[source_index].to(torch.int64)
@@ -209,6 +215,20 @@ def _edit(G: torch.nn.Module, s: Any, data: Any, counts: List[int], gen: torch.G
     return {"strength": s.strengths, "target": s.target, "invert": s.invert, "per_image": s.per_image,
             "sources": len(set(plan["source_index"].tolist())), "edits": EDITS_FILE,
             **({"soft_labels": SOFT_FILE} if plan["soft"] is not None else {})}
+
+
+def _edit_grid(sources: torch.Tensor, fakes: torch.Tensor, folder: Path, k: int = 8) -> None:
+    """edits.png: per source class (up to 20 rows), its first source image, then up to k of its edits."""
+    from torchvision.utils import save_image
+
+    e = np.load(folder / EDITS_FILE)
+    index, label = torch.from_numpy(e["source_index"]), torch.from_numpy(e["source_label"])
+    tiles = []
+    for c in label.unique().tolist()[:20]:
+        first = int(index[label == c][0])
+        row = torch.cat([sources[first:first + 1], fakes[torch.nonzero(index == first).flatten()[:k]]])
+        tiles.append(torch.cat([row, torch.zeros((k + 1 - len(row),) + tuple(row.shape[1:]), dtype=torch.uint8)]))
+    save_image(torch.cat(tiles).float() / 255.0, folder / "edits.png", nrow=k + 1, padding=1, pad_value=0.5)
 
 
 def _filtered(cfg: Config, classes: List[str], counts: List[int], z_dim: int, gen: torch.Generator,

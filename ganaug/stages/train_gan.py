@@ -56,6 +56,8 @@ def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resum
     Under torchrun, one model on all the processes (`distributed`): rank 0 writes, the others only train.
     """
     reps = cfg.replicates if reps is None else reps
+    # A generator whose training is another's (they differ only in `sample:`) trains once, as that one.
+    reps = list(dict.fromkeys(Rep(cfg.trained_as(r.generator), r.seed) for r in reps))
     for rep in reps:
         check_world(cfg, rep)
     return [_train_one(cfg, rep, force, progress and distributed.is_main(), resume) for rep in reps]
