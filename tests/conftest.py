@@ -129,3 +129,24 @@ def rewrite_synthetic(folder: Path, edit: Any, update_record: bool = False) -> N
         rec = json.loads((folder / "stage.json").read_text())
         rec["outputs"] = {name: file_sha256(folder / name) for name in OUTPUTS}
         (folder / "stage.json").write_text(json.dumps(rec))
+
+
+def audited(cfg_file: Path, *, gan_cli: bool = False) -> Dict[str, Dict[str, str]]:
+    """Split (if needed), train the GAN (in process, or through the CLI), sample, train the classifiers, compare:
+    the audit's checks by name, as compare recorded them."""
+    import json
+
+    from ganaug.config import load_config
+    from ganaug.stages import run_compare, run_sample, run_split, run_train_clf, run_train_gan
+
+    cfg = load_config(cfg_file)
+    run_split(cfg)
+    if gan_cli:
+        ok("train-gan", "--config", str(cfg_file))
+    else:
+        run_train_gan(cfg, progress=False)
+    run_sample(cfg)
+    run_train_clf(cfg, progress=False)
+    run_compare(cfg)
+    table = json.loads((Path(cfg.out_dir) / "compare" / "table.json").read_text())
+    return {c["check"]: c for c in table["audit"]}

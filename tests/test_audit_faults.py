@@ -18,12 +18,12 @@ from ganaug.config import Config, load_config
 from ganaug.data.images import image_hashes
 from ganaug.data.split import HeldOut, Part, SplitData
 from ganaug.stages import features as features_stage
-from ganaug.stages import run_compare, run_sample, run_split, run_train_clf, run_train_gan
+from ganaug.stages import run_compare, run_split
 from ganaug.stages import train_clf as clf_stage
 from ganaug.stages import train_gan as gan_stage
 from ganaug.stages.features import domain_checkpoint
 
-from .conftest import make_folder, ok, tiny_config, write_yaml
+from .conftest import audited, make_folder, tiny_config, write_yaml
 
 GAN_CHECK = "the GAN saw only training images"
 ARMS = [{"name": "real", "data": "real"}, {"name": "synthetic", "data": "synthetic"}]
@@ -75,21 +75,6 @@ def _swap_in(k: int, part: str) -> Callable[[SplitData], SplitData]:
     return edit
 
 
-def _finish(cfg_file: Path, *, gan_cli: bool = False) -> Dict[str, Dict[str, str]]:
-    """Split (if needed), train the GAN, sample, train the classifiers, compare: the audit's checks by name."""
-    cfg = load_config(cfg_file)
-    run_split(cfg)
-    if gan_cli:
-        ok("train-gan", "--config", str(cfg_file))
-    else:
-        run_train_gan(cfg, progress=False)
-    run_sample(cfg)
-    run_train_clf(cfg, progress=False)
-    run_compare(cfg)
-    table = json.loads((Path(cfg.out_dir) / "compare" / "table.json").read_text())
-    return {c["check"]: c for c in table["audit"]}
-
-
 def _manifest(cfg_file: Path) -> Dict[str, Any]:
     return json.loads((Path(load_config(cfg_file).out_dir) / "split" / "manifest.json").read_text())
 
@@ -100,7 +85,7 @@ def _manifest(cfg_file: Path) -> Dict[str, Any]:
 
 def test_a_gan_handed_the_test_images_is_a_violation(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gan_stage, "load_split_data", _patched_loader(gan_stage.load_split_data, _test_as_train))
-    checks = _finish(config, gan_cli=True)
+    checks = audited(config, gan_cli=True)
     check = checks[GAN_CHECK]
     n_test = len(_manifest(config)["test"]["hashes"])
     assert check["status"] == "violation", check
@@ -111,7 +96,7 @@ def test_a_gan_handed_the_test_images_is_a_violation(config: Path, monkeypatch: 
 def test_a_gan_handed_a_few_held_out_images_is_a_violation(config: Path, monkeypatch: pytest.MonkeyPatch,
                                                           part: str, name: str) -> None:
     monkeypatch.setattr(gan_stage, "load_split_data", _patched_loader(gan_stage.load_split_data, _swap_in(2, part)))
-    check = _finish(config)[GAN_CHECK]
+    check = audited(config)[GAN_CHECK]
     assert check["status"] == "violation", check
     assert f"trained on 2 validation/test image(s) (2 {name})" in check["detail"], check
     assert "never saw 2 of the" in check["detail"], check  # the two training images they replaced
@@ -124,7 +109,7 @@ def test_a_gan_handed_images_outside_the_split_is_a_violation(config: Path, monk
         return _split_data(data, Part(images=images, labels=data.train.labels))
 
     monkeypatch.setattr(gan_stage, "load_split_data", _patched_loader(gan_stage.load_split_data, noisy))
-    check = _finish(config)[GAN_CHECK]
+    check = audited(config)[GAN_CHECK]
     assert check["status"] == "violation" and "1 image(s) not in the split" in check["detail"], check
 
 
@@ -144,7 +129,7 @@ def test_a_held_out_twin_of_a_training_image_is_caught_by_counting(twins_config:
         return _split_data(data, Part(images=images, labels=data.train.labels))
 
     monkeypatch.setattr(gan_stage, "load_split_data", _patched_loader(gan_stage.load_split_data, edit))
-    check = _finish(twins_config)[GAN_CHECK]
+    check = audited(twins_config)[GAN_CHECK]
     assert check["status"] == "violation", check
     assert "1 more copy" in check["detail"] and "never saw 1 of the" in check["detail"], check
 
@@ -162,7 +147,7 @@ def test_a_domain_extractor_handed_held_out_images_is_a_violation(config: Path, 
     with monkeypatch.context() as m:
         m.setattr(features_stage, "load_split_data", _patched_loader(features_stage.load_split_data, edit))
         domain_checkpoint(cfg)
-    check = _finish(config)[GAN_CHECK]
+    check = audited(config)[GAN_CHECK]
     assert check["status"] == "violation", check
     assert "the domain feature extractor" in check["detail"] and words in check["detail"], check
     assert "the GAN in" not in check["detail"], check  # the GAN itself trained on the training images
@@ -184,7 +169,7 @@ def test_a_validation_set_holding_another_parts_image_is_a_violation(config: Pat
                          test=HeldOut(data.test.images, data.test.labels), fingerprint=data.fingerprint)
 
     monkeypatch.setattr(clf_stage, "load_split_data", _patched_loader(clf_stage.load_split_data, edit))
-    checks = _finish(config)
+    checks = audited(config)
     synthetic = checks["no synthetic image in validation or test"]
     assert synthetic["status"] == "violation", synthetic
     assert "real seed 0 validated on 1 image(s) that are not the split's validation images" in synthetic["detail"]
@@ -202,7 +187,7 @@ def test_a_clean_run_passes_every_check(config: Path) -> None:
     cfg = load_config(config)
     run_split(cfg)
     domain_checkpoint(cfg)
-    checks = _finish(config)
+    checks = audited(config)
     assert {name: c["status"] for name, c in checks.items()} == {name: "ok" for name in checks}, checks
     n = len(_manifest(config)["train"]["hashes"])
     assert f"content hashes of the {n} images handed to training" in checks[GAN_CHECK]["detail"]
@@ -215,7 +200,7 @@ def test_a_clean_run_on_data_with_twins_across_parts_has_no_violation(twins_conf
     cfg = load_config(twins_config)
     run_split(cfg)
     domain_checkpoint(cfg)
-    checks = _finish(twins_config)
+    checks = audited(twins_config)
     manifest = _manifest(twins_config)
     assert set(manifest["train"]["hashes"]) & set(manifest["test"]["hashes"] + manifest["val"]["hashes"])  # twins exist
     assert checks["split: train, validation and test are disjoint"]["status"] == "note"
@@ -226,13 +211,13 @@ def test_a_clean_run_on_data_with_twins_across_parts_has_no_violation(twins_conf
 def test_an_old_record_is_checked_by_its_hashes_and_one_without_them_is_unverified(config: Path) -> None:
     """trained_on.json as ganaug wrote it before it hashed the images where training starts: its hashes (of the
     tensor the stage handed to training) are still checked; without hashes it cannot be."""
-    checks = _finish(config)
+    checks = audited(config)
     cfg = load_config(config)
     manifest = _manifest(config)
     record = Path(cfg.out_dir) / "gan" / "trained_on.json"
     assert checks[GAN_CHECK]["status"] == "ok"
 
-    def audited(old: Dict[str, Any]) -> Dict[str, str]:
+    def audit_with(old: Dict[str, Any]) -> Dict[str, str]:
         record.write_text(json.dumps(old))
         run_compare(cfg)
         table = json.loads((Path(cfg.out_dir) / "compare" / "table.json").read_text())
@@ -240,11 +225,11 @@ def test_an_old_record_is_checked_by_its_hashes_and_one_without_them_is_unverifi
 
     old = {"n": len(manifest["train"]["indices"]), "indices": manifest["train"]["indices"],
            "hashes": manifest["train"]["hashes"]}
-    check = audited(old)
+    check = audit_with(old)
     assert check["status"] == "ok" and "older ganaug" in check["detail"], check
-    check = audited({**old, "hashes": manifest["test"]["hashes"][:len(old["hashes"])]})
+    check = audit_with({**old, "hashes": manifest["test"]["hashes"][:len(old["hashes"])]})
     assert check["status"] == "violation" and "test" in check["detail"], check
-    check = audited({k: v for k, v in old.items() if k != "hashes"})
+    check = audit_with({k: v for k, v in old.items() if k != "hashes"})
     assert check["status"] == "unverified" and "retrain to record it" in check["detail"], check
 
 

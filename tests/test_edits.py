@@ -19,7 +19,7 @@ from ganaug.stages.cells import build_graph
 from ganaug.stages.layout import paths
 from ganaug.stages.split import load_split_data
 
-from .conftest import invoke, tiny_config, write_yaml
+from .conftest import audited, invoke, tiny_config, write_yaml
 
 VAE = {"name": "vae", "epochs": 2, "batch_size": 8, "z_dim": 4, "width": 4}
 DIFFUSION = {"name": "diffusion", "preset": "tiny", "kimg": 0.02, "batch_size": 8, "timesteps": 50}
@@ -130,21 +130,6 @@ def test_yaml_off_is_the_word_off(tmp_path: Path, image_folder: Path) -> None:
 EDIT_CHECK = "edits started from training images"
 
 
-def _compared(cfg_file: Path) -> Dict[str, Dict[str, str]]:
-    import json
-
-    from ganaug.stages import run_compare, run_train_clf
-
-    cfg = load_config(cfg_file)
-    run_split(cfg)
-    run_train_gan(cfg, progress=False)
-    run_sample(cfg)
-    run_train_clf(cfg, progress=False)
-    run_compare(cfg)
-    table = json.loads((Path(cfg.out_dir) / "compare" / "table.json").read_text())
-    return {c["check"]: c for c in table["audit"]}
-
-
 def test_an_editor_handed_the_test_images_fails_the_audit(tmp_path: Path, image_folder: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A loader that hands the sample stage the test images as its training images: every edit starts from a test
@@ -162,13 +147,13 @@ def test_an_editor_handed_the_test_images_fails_the_audit(tmp_path: Path, image_
 
     cfg_file = _config(tmp_path, image_folder, VAE, strength=0.5)
     monkeypatch.setattr(sample_stage, "load_split_data", leaky)
-    check = _compared(cfg_file)[EDIT_CHECK]
+    check = audited(cfg_file)[EDIT_CHECK]
     assert check["status"] == "violation", check
     assert "started from images that are not training images" in check["detail"] and "test image" in check["detail"]
 
 
 def test_a_clean_edit_run_passes_the_audit(tmp_path: Path, image_folder: Path) -> None:
-    checks = _compared(_config(tmp_path, image_folder, VAE, strength=0.5))
+    checks = audited(_config(tmp_path, image_folder, VAE, strength=0.5))
     assert checks[EDIT_CHECK]["status"] == "ok", checks[EDIT_CHECK]
     assert all(c["status"] in ("ok", "note") for c in checks.values()), checks
 
