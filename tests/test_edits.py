@@ -207,3 +207,21 @@ def test_across_classes_every_class_receives_as_many_edits_as_it_sends() -> None
     assert torch.bincount(plan["target_label"], minlength=10).tolist() == [500] * 10
     assert torch.bincount(plan["label"], minlength=10).tolist() == [500] * 10
     assert (plan["target_label"] != plan["source_label"]).all()
+
+
+def test_generators_that_differ_only_in_sampling_are_benchmarked_once(tmp_path: Path, image_folder: Path) -> None:
+    """The plan's estimate times a generator's training once per machine: twins (one training) share that timing,
+    instead of each paying for a benchmark of its own (nine diffusion twins took minutes before a run began)."""
+    from ganaug.executors.benchmark import Benchmark
+    from ganaug.executors.makespan import Shape
+    from ganaug.executors.workload import Sizes
+
+    data = tiny_config(tmp_path, image_folder, evaluate={"enabled": False},
+                       generators={"noise": VAE, "edits": {**VAE, "sample": {"mode": "edit", "strength": 0.5}}},
+                       arms=[{"name": "real", "data": "real"},
+                             {"name": "edits", "data": "mixed", "mix": {"add": 5}, "generator": "edits"}])
+    del data["gan"]
+    cfg = load_config(write_yaml(tmp_path / "cfg.yaml", data))
+    bench = Benchmark(cfg, Shape("serial", 2, 1, 1, 1))
+    sizes = Sizes((3, 16, 16), 3, 12, 9, 20, True)
+    assert bench.gan(cfg, "noise", sizes) == bench.gan(cfg, "edits", sizes)

@@ -274,7 +274,8 @@ class Benchmark:
         if getattr(g, "impl", None) == "official":
             return None  # NVlabs' code in a subprocess: not timed here
         threads = self.shape.gen_threads
-        key = _key("gan", self.where, threads, sizes.shape, sizes.classes, vars(g), sub.sample.batch_size)
+        trained = {k: v for k, v in vars(g).items() if k != "sample"}  # generators that differ only in sampling: one
+        key = _key("gan", self.where, threads, sizes.shape, sizes.classes, trained, sub.sample.batch_size)
 
         def run(budget: float) -> Dict[str, Optional[float]]:
             from ..utils import torch_threads
