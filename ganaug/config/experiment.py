@@ -16,7 +16,7 @@ from ..gans.schema import GeneratorConfig
 from ..metrics.features import check_name
 from .base import Int, Invalid, Section, need
 from .execution import CheckpointConfig, ExecutorConfig
-from .fingerprints import result_config, to_dict
+from .fingerprints import fingerprint, result_config, to_dict
 from .sections import (
     ARM_NAME,
     ArmConfig,
@@ -172,12 +172,14 @@ class Config(Section):
         own = self.gen(name).sample
         return self.sample if not own else SampleConfig.model_validate({**to_dict(self.sample), **own})
 
+    def training_twins(self) -> Dict[str, str]:
+        """Each generator's first one with the same training (the same keys but `sample:`): it trains once, for all."""
+        first: Dict[str, str] = {}
+        return {n: first.setdefault(fingerprint(result_config("gan", g)), n) for n, g in (self.generators or {}).items()}
+
     def trained_as(self, name: Optional[str]) -> Optional[str]:
-        """The first generator whose training is this one's (the same keys but `sample:`): it trains once, for both."""
-        if name is None:
-            return None
-        mine = result_config("gan", self.gen(name))
-        return next(n for n in self.generators or {} if result_config("gan", self.gen(n)) == mine)
+        """The generator whose trained model `name` uses (itself, or its first twin)."""
+        return None if name is None else self.training_twins()[name]
 
     @property
     def replicates(self) -> List[Rep]:

@@ -88,7 +88,7 @@ class RunPaths:
 
 
 def paths(cfg: Config) -> RunPaths:
-    twins = {n: cfg.trained_as(n) for n in cfg.generators or {} if cfg.trained_as(n) != n}
+    twins = {n: first for n, first in cfg.training_twins().items() if first != n}
     return RunPaths(Path(cfg.out_dir), Path(cfg.upstream_dir) if cfg.upstream_dir else None, twins or None)
 
 
