@@ -114,7 +114,7 @@ class Checkpointer:
             path = self.folder / f"step-{step:09d}.pt"  # where rank 0 saved it
         if stop:
             by = self.stop.signal if self.stop is not None and self.stop.signal else "a signal to another process"
-            raise Interrupted(f"stopped by {by} after step {step} of {total}; saved {path}")
+            raise Interrupted(f"stopped by {by} after step {step} of {total}; saved {path}", by)
 
     def save(self, step: int, ckpt: Dict[str, Any]) -> Path:
         path = self.folder / f"step-{step:09d}.pt"

@@ -8,6 +8,11 @@ DDP averages the gradients, which for per-sample-mean losses is the global batch
 alone holds the run lock and writes the stages; the other ranks train beside it (cli.py's `_save` still has
 every rank rewrite the top-level config.yaml, with the same bytes, while rank 0 holds the lock).
 
+Layers that couple the samples of a batch see the global batch too: BatchNorm's statistics (`GlobalBatchNorm`,
+SyncBatchNorm on CUDA), dropout masks (`GlobalDropout`), per-sample noise (`draw`), batch means (`batch_mean`)
+and StyleGAN2's minibatch standard deviation (`gather_grad`). So several processes train the model one process
+trains, to float rounding.
+
 Without torchrun (WORLD_SIZE unset or 1) every function here is a no-op, and training is exactly as before.
 """
 
@@ -181,6 +186,107 @@ def shard(batch: torch.Tensor) -> torch.Tensor:
     return batch[lo:hi]
 
 
+def draw(sample: Callable[[int], torch.Tensor], n: int) -> torch.Tensor:
+    """`sample(m)` draws m rows (noise, timesteps, masks); this rank's n of the global batch's world() * n rows.
+
+    Every rank draws the whole global batch's rows, so the random stream advances as on one process and each
+    rank's rows are those one process would give them.
+    """
+    return shard(sample(n * world())) if world() > 1 else sample(n)
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """The sum of every rank's tensor, on every rank. Its gradient is the sum of the ranks' gradients: itself again,
+    so it differentiates twice (R1 through a synced layer)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.device = x.device
+        t = x.detach().clone().contiguous().to(_collective_device(x.device))
+        dist.all_reduce(t)
+        return t.to(ctx.device)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return _AllReduceSum.apply(grad)
+
+
+def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's `x` summed, differentiably (each rank's gradient sums the ranks' gradients of the result)."""
+    return _AllReduceSum.apply(x) if active() else x
+
+
+def gather_grad(x: torch.Tensor) -> torch.Tensor:
+    """`gather` with a gradient: every rank's slice, in rank order; the gradient of each rank's slice sums what every
+    rank's loss passes back to it. (The slice placed at its rows of a zero global batch, summed over the ranks.)"""
+    if not active():
+        return x
+    n = len(x) * world()
+    lo, hi = _bounds(n)
+    return all_reduce_sum(torch.cat([x.new_zeros((lo,) + x.shape[1:]), x, x.new_zeros((n - hi,) + x.shape[1:])]))
+
+
+def batch_mean(x: torch.Tensor) -> torch.Tensor:
+    """x.mean(0) over the global batch's rows (equal slices), the same value on every rank. Its gradient is this
+    rank's rows' part, scaled as DDP's average of the ranks' gradients expects: so f(batch_mean(x)), f nonlinear
+    (e.g. free bits' clamp), has one process's gradient."""
+    local = x.mean(0)
+    if not active():
+        return local
+    total = all_reduce_sum(local.detach()) / world()
+    return total + (local - local.detach()) if x.requires_grad else total
+
+
+class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (1d, 2d or 3d) whose training statistics are the global batch's, on gloo (CPU) as on NCCL.
+
+    Training: the per-channel mean and then the (biased) variance of the whole global batch, each a sum over the
+    ranks (`all_reduce_sum`, differentiable: the backward sums the gradient terms of the statistics over the ranks,
+    as nn.SyncBatchNorm's does); the running statistics move as nn.BatchNorm's would on the global batch (the
+    unbiased variance). Two passes, not E[x^2] - E[x]^2: no cancellation. Eval mode, or one process: nn.BatchNorm.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() < 2:
+            raise ValueError(f"expected a batch of at least 2 dimensions (N, C, ...), got {x.dim()}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not active() or not (self.training or self.running_mean is None):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0] + list(range(2, x.dim()))
+        view = [1, -1] + [1] * (x.dim() - 2)  # per channel, broadcast over (N, C, ...)
+        xf = x.float()
+        sums = all_reduce_sum(torch.cat([xf.sum(dims), xf.new_tensor([x.numel() // x.shape[1]])]))
+        count = sums[-1].detach()  # values per channel in the global batch
+        mean = sums[:-1] / count  # (C,)
+        xc = xf - mean.view(view)
+        var = all_reduce_sum(xc.square().sum(dims)) / count  # (C,), biased: what normalises
+        out = xc * (var + self.eps).rsqrt().view(view)
+        if self.affine:
+            out = out * self.weight.view(view) + self.bias.view(view)
+        if self.training and self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean.mul_(1 - m).add_(mean.detach() * m)
+                self.running_var.mul_(1 - m).add_(var.detach() * (count / (count - 1)) * m)
+        return out.to(x.dtype)
+
+
+def global_batchnorm(module: nn.Module) -> nn.Module:
+    """`module` with every BatchNorm a `GlobalBatchNorm` holding the very same parameters and buffers (the
+    optimizer's, the state_dict's names): in place below the top; returns the top (new if it is a BatchNorm)."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
+        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+        new._parameters, new._buffers = module._parameters, module._buffers
+        return new.train(module.training)
+    for name, child in module.named_children():
+        setattr(module, name, global_batchnorm(child))
+    return module
+
+
 def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, global_size: int) -> torch.Tensor:
     """`fn` (a random per-sample op, e.g. ADA's pipe) on this rank's rows as it acts on them within the global batch.
 
@@ -192,6 +298,8 @@ def per_sample(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, glob
         return fn(x)
     lo, hi = _bounds(global_size)
     full = torch.cat([x.new_zeros((lo,) + x.shape[1:]), x, x.new_zeros((global_size - hi,) + x.shape[1:])])
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        full = full.contiguous(memory_format=torch.channels_last)  # x's layout: random fills follow memory order
     return fn(full)[lo:hi]
 
 
@@ -223,18 +331,17 @@ def wrap(model: nn.Module, device: Optional[torch.device] = None) -> nn.Module:
     are the global batch's, so the random streams advance as on one process (other stochastic layers, e.g.
     EfficientNet's drop-connect, draw per slice).
 
-    BatchNorm: on CUDA it becomes SyncBatchNorm, whose batch statistics span the global batch, as on one
-    process. SyncBatchNorm does not run on the CPU (gloo), so there each rank normalises with its own slice's
-    statistics and keeps its own running statistics (not synced before each forward); rank 0's are the ones saved,
-    and `broadcast_module` hands them to every rank at the end. This is why a CPU run on several processes
-    matches one process only within a tolerance where a network has BatchNorm.
+    BatchNorm layers normalise with the global batch's statistics, as on one process: on CUDA as nn.SyncBatchNorm
+    (its fused kernels), elsewhere (gloo, CPU) as `GlobalBatchNorm`; their running statistics are then alike on
+    every rank. (The model's own modules are converted, so build G_ema and such copies before wrapping.)
     """
     if world() == 1:
         return model
     init()
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    # Buffers synced once, at the start (every rank starts from rank 0's), not before every forward.
+    # Buffers synced once, at the start (every rank starts from rank 0's), not before every forward: they move
+    # alike on every rank after.
     params = inspect.signature(DDP.__init__).parameters
     no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in params else {"broadcast_buffers": False}
     _global_dropout(model)
@@ -242,7 +349,7 @@ def wrap(model: nn.Module, device: Optional[torch.device] = None) -> nn.Module:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         index = device.index if device.index is not None else torch.cuda.current_device()
         return DDP(model, device_ids=[index], **no_sync)
-    return DDP(model, **no_sync)
+    return DDP(global_batchnorm(model), **no_sync)
 
 
 def require_divisible(batch_size: int, key: str) -> None:

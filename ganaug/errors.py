@@ -22,4 +22,9 @@ class StageError(GanaugError):
 
 
 class Interrupted(Exception):
-    """Training stopped on request (Ctrl-C / SIGTERM) after saving a resumable checkpoint; not an error."""
+    """Training stopped on request (Ctrl-C, SIGTERM, or Slurm's SIGUSR2 notice of preemption or the time limit) after
+    saving a resumable checkpoint; not an error. `signal`: the signal's name (e.g. "SIGUSR2")."""
+
+    def __init__(self, message: str, signal: str = ""):
+        super().__init__(message)
+        self.signal = signal

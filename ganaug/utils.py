@@ -112,11 +112,14 @@ def file_sha256(path: PathLike) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------
-# Stopping cleanly: Ctrl-C (SIGINT) or SIGTERM asks the training loop to finish its step and save.
+# Stopping cleanly: Ctrl-C (SIGINT), SIGTERM or SIGUSR2 (the notice Slurm sends before preempting a job or at its
+# time limit, `sbatch --signal`) asks the training loop to finish its step and save.
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, name))
 
 
 class StopRequest:
-    """Set by the first SIGINT/SIGTERM while `catch_stop()` is active; a second SIGINT aborts at once."""
+    """Set by the first stop signal while `catch_stop()` is active; a second SIGINT aborts at once."""
 
     def __init__(self) -> None:
         self.signal: Optional[str] = None
@@ -128,7 +131,7 @@ class StopRequest:
 
 @contextlib.contextmanager
 def catch_stop() -> Iterator[StopRequest]:
-    """While active, SIGINT/SIGTERM set the returned StopRequest instead of raising (main thread only)."""
+    """While active, SIGINT/SIGTERM/SIGUSR2 set the returned StopRequest instead of raising (main thread only)."""
     stop = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -141,7 +144,7 @@ def catch_stop() -> Iterator[StopRequest]:
         print(f"\n{stop.signal}: finishing this step and saving a checkpoint (Ctrl-C again to abort without saving)",
               file=sys.stderr, flush=True)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield stop
     finally:

@@ -4,10 +4,12 @@ processes must reproduce one to float rounding.
 
     python -m torch.distributed.run --nproc_per_node 2 --standalone tests/ddp_worker.py loops OUT_FILE
     python -m torch.distributed.run --nproc_per_node 2 --standalone tests/ddp_worker.py cli train-gan -c CONFIG
+    python -m torch.distributed.run --nproc_per_node 2 --standalone tests/ddp_worker.py bn OUT_FILE
 
 `loops`: both training loops; rank 0 saves the trained weights to OUT_FILE, every rank its own to
 OUT_FILE.rankN, with the batch sizes its networks saw. `cli`: the ganaug command line, with a `cgan-nobn`
-GAN and a `small-cnn-nobn` classifier registered beside the others.
+GAN and a `small-cnn-nobn` classifier registered beside the others. `bn`: `batchnorm` below, every rank saving
+to OUT_FILE.rankN.
 """
 
 from __future__ import annotations
@@ -99,6 +101,35 @@ def main(out: str) -> None:
         torch.save(result, out)
 
 
+def batchnorm_inputs(n: int = 8) -> Dict[str, torch.Tensor]:
+    """A global batch (n, 3, 5, 5), an upstream gradient for it and BatchNorm2d's affine parameters, all seeded."""
+    g = torch.Generator().manual_seed(3)
+    return {"x": torch.randn(n, 3, 5, 5, generator=g) * 2 + 1, "grad": torch.randn(n, 3, 5, 5, generator=g),
+            "weight": torch.rand(3, generator=g) + 0.5, "bias": torch.randn(3, generator=g)}
+
+
+def batchnorm(out: str) -> Dict[str, torch.Tensor]:
+    """nn.BatchNorm2d on this rank's slice of `batchnorm_inputs` (as `distributed.wrap` converts it: GlobalBatchNorm
+    under torchrun): two training steps, then eval mode; outputs, input gradients, parameter gradients and running
+    statistics. On one process, plain nn.BatchNorm2d on the whole batch."""
+    distributed.init()
+    inp = batchnorm_inputs()
+    bn = distributed.global_batchnorm(nn.BatchNorm2d(3, momentum=0.3))
+    with torch.no_grad():
+        bn.weight.copy_(inp["weight"])
+        bn.bias.copy_(inp["bias"])
+    result: Dict[str, torch.Tensor] = {}
+    for i in range(2):
+        x = distributed.shard(inp["x"] * (1 + i)).clone().requires_grad_(True)
+        y = bn(x)
+        (y * distributed.shard(inp["grad"])).sum().backward()
+        result.update({f"y{i}": y.detach(), f"dx{i}": x.grad})
+    result.update(dweight=bn.weight.grad, dbias=bn.bias.grad, running_mean=bn.running_mean.clone(),
+                  running_var=bn.running_var.clone(), eval=bn.eval()(distributed.shard(inp["x"])).detach())
+    torch.save(result, f"{out}.rank{distributed.rank()}")
+    return result
+
+
 def register_nobn() -> None:
     """`cgan-nobn` and `small-cnn-nobn`: cgan and small-cnn without their BatchNorm layers."""
     from ganaug.classifiers import register_classifier
@@ -120,6 +151,8 @@ def register_nobn() -> None:
 if __name__ == "__main__":
     if sys.argv[1] == "loops":
         main(sys.argv[2])
+    elif sys.argv[1] == "bn":
+        batchnorm(sys.argv[2])
     else:
         register_nobn()
         from ganaug.cli import main as cli

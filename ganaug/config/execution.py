@@ -105,6 +105,9 @@ class ExecutorConfig(Section):
     """ray, slurm: GPUs per generator cell"""
     clf_gpus: Optional[Float] = None
     """Per classifier cell; a fraction (0.25) packs several on one GPU [gpus]"""
+    ddp: Int = 1
+    """Processes per generator-training cell: N > 1 trains each generator on N processes with torchrun (the global
+    batch split over them, gradients averaged), and the cell holds N times its CPUs and GPUs"""
     slurm: SlurmConfig = Field(default_factory=SlurmConfig)
     """With name slurm: the sbatch settings of every cell's job (through submitit)"""
 
@@ -121,6 +124,7 @@ def check_executor(e: ExecutorConfig) -> None:
         v = getattr(e, k)
         need(v is None or v >= 1, k, f"must be 1 or more, got {v}")
     need(e.cpus >= 1, "cpus", f"must be 1 or more, got {e.cpus}")
+    need(e.ddp >= 1, "ddp", f"must be 1 or more processes, got {e.ddp}")
     need(e.gpus >= 0 and math.isfinite(e.gpus), "gpus", f"must be 0 or more, got {e.gpus}")
     need(e.clf_gpus is None or (e.clf_gpus >= 0 and math.isfinite(e.clf_gpus)), "clf_gpus",
          f"must be 0 or more, got {e.clf_gpus}")

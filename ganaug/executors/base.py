@@ -107,9 +107,13 @@ class Executor:
     def threads_line(self) -> str:
         return f"{self.gen_threads()} torch thread(s) per generator cell, {self.cfg.executor.clf_threads} per classifier cell"
 
+    def processes(self, cell: Any) -> int:
+        """How many processes a cell runs on: executor.ddp for a generator-training cell (torchrun), else 1."""
+        return self.cfg.executor.ddp if cell.kind == "train-gan" else 1
+
     def cost(self, cell: Any) -> int:
-        """The CPUs the scheduler counts for a cell while it runs (see `cell_cost`)."""
-        return cell_cost(self.cell_threads(cell), self.capacity)
+        """The CPUs the scheduler counts for a cell while it runs (see `cell_cost`): its threads on each process."""
+        return cell_cost(self.cell_threads(cell) * self.processes(cell), self.capacity)
 
     def spec(self, cell: Any, force: bool) -> Dict[str, Any]:
         """What a worker gets: the cell's spec, its threads, its log file and its progress file (none under --quiet)."""
@@ -119,7 +123,7 @@ class Executor:
 
     def gpus(self, cell: Any) -> float:
         e = self.cfg.executor
-        return e.clf_gpus if cell.kind == "train-clf" and e.clf_gpus is not None else e.gpus
+        return e.clf_gpus if cell.kind == "train-clf" and e.clf_gpus is not None else e.gpus * self.processes(cell)
 
     def submit(self, cells: List[Any], force: bool) -> List[Any]:
         raise NotImplementedError

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import distributed
 from .base import GanNets, register_gan
 from .likelihood import train_likelihood
 from .schema import Float, GeneratorConfig, Int, need
@@ -316,11 +317,11 @@ def diffusion_kwargs(g: DiffusionConfig, resolution: int, channels: int, num_cla
 def diffusion_loss(sampler: DiffusionSampler, x0: torch.Tensor, y: torch.Tensor, label_dropout: float,
                    gen: torch.Generator) -> torch.Tensor:
     """The DDPM objective: t uniform in 1..T, x_t from the closed form, MSE to eps (or v); labels dropped to the
-    null class with probability label_dropout."""
+    null class with probability label_dropout. Under torchrun x0 is a slice: each draw is the global batch's, sliced."""
     n = len(x0)
-    t = torch.randint(1, sampler.timesteps + 1, (n,), generator=gen).to(x0.device)
-    noise = torch.randn(x0.shape, generator=gen).to(x0.device)
-    drop = (torch.rand(n, generator=gen) < label_dropout).to(x0.device)
+    t = distributed.draw(lambda m: torch.randint(1, sampler.timesteps + 1, (m,), generator=gen), n).to(x0.device)
+    noise = distributed.draw(lambda m: torch.randn((m,) + x0.shape[1:], generator=gen), n).to(x0.device)
+    drop = distributed.draw(lambda m: torch.rand(m, generator=gen) < label_dropout, n).to(x0.device)
     y = torch.where(drop, torch.full_like(y, sampler.num_classes), y)
     x_t = q_sample(x0, t, noise, sampler.alpha_bar)
     target = noise if sampler.prediction == "eps" else v_target(x0, noise, sampler.alpha_bar[t].view(-1, 1, 1, 1))
@@ -339,7 +340,7 @@ def train_diffusion(nets: Any, g: DiffusionConfig, **common: Any) -> Dict[str, A
 
 
 @register_gan("diffusion", config=DiffusionConfig, defaults=diffusion_defaults, kwargs=diffusion_kwargs,
-              trainer=train_diffusion, guidance=True, edit=True,
+              trainer=train_diffusion, guidance=True, edit=True, ddp=True,
               sample_defaults={"steps": SAMPLE_STEPS, "guidance": GUIDANCE})
 def build_diffusion(*, resolution: int, channels: int, num_classes: int, width: int = 24, mults: Sequence[int] = (1, 2, 2),
                     blocks: int = 1, attention: Sequence[int] = (), dropout: float = 0.0, timesteps: int = 1000,

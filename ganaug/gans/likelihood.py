@@ -3,6 +3,11 @@ diffusion model): one network, one loss, Adam, a moving average, and everything 
 shuffled epochs, x-flips, fixed-noise grids, one metrics row per epoch, validation FID and best-FID
 selection, and resumable checkpoints that continue bit for bit.
 
+Under torchrun (`ganaug.distributed`) the loss runs in DDP as the GAN loop's networks do: every rank draws the
+global batch (and its flips; the loss its noise, timesteps and label drops with `distributed.draw`), trains on
+its slice, and reports the global batch's means; rank 0 evaluates and writes, and its networks are every
+rank's at the end.
+
 Checkpoints keep the GAN loop's layout (state_dict {G, D, G_ema}, resume {pair, done, current}), so the
 stage, the sampler and the resume tests treat every family alike; D is empty.
 """
@@ -18,6 +23,7 @@ from typing import Any, Callable, Dict, Optional
 import torch
 import torch.nn as nn
 
+from .. import distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import to_float
 from ..data.mixing import EpochSampler
@@ -27,6 +33,17 @@ from .training import ema_update, generate, save_grid
 
 # loss(model, x in [-1, 1], y, cur_nimg, generator) -> (scalar to minimise, {name: value} to report)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.Generator], tuple]
+
+
+class Objective(nn.Module):
+    """The loss as a module's forward: what DDP wraps (it averages the gradients of what its forward ran)."""
+
+    def __init__(self, model: nn.Module, loss: LossFn):
+        super().__init__()
+        self.model, self.loss = model, loss
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, cur_nimg: int, generator: torch.Generator) -> tuple:
+        return self.loss(self.model, x, y, cur_nimg, generator)
 
 
 def train_likelihood(
@@ -74,6 +91,9 @@ def train_likelihood(
     fixed_y = torch.arange(rows).repeat_interleave(8).to(device)
     step, cur_nimg = 0, 0
     best: Optional[Dict[str, Any]] = None
+    # Several processes (torchrun): the loss in DDP, each rank on its slice of the global batch; one: the loss.
+    several = distributed.world() > 1
+    objective = distributed.wrap(Objective(model, loss), device)
 
     # Resume: weights, optimizer, data order and every random stream as after the checkpoint's step.
     if resume is not None:
@@ -112,8 +132,11 @@ def train_likelihood(
         if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
             flip = torch.rand(len(idx), generator=generator) < 0.5
             x = torch.where(flip.to(device)[:, None, None, None], x.flip(3), x)
+        y = y_all[idx]
+        if several:  # every rank drew the whole global batch above (the same streams); each trains on its slice
+            x, y = distributed.shard(x), distributed.shard(y)
         with autocast(device, amp_dtype):
-            value, reports = loss(model, x, y_all[idx], cur_nimg, generator)
+            value, reports = objective(x, y, cur_nimg, generator)
         opt.zero_grad(set_to_none=True)
         value.float().backward()
         opt.step()
@@ -122,6 +145,9 @@ def train_likelihood(
         if G_ema is not None:
             ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
             ema_update(G_ema, model, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
+        # Several processes: the means over the global batch (of the ranks' equal slices).
+        keys = [k for k, v in reports.items() if torch.is_tensor(v)]
+        reports.update(zip(keys, distributed.mean(*(reports[k] for k in keys)) if keys else []))
         for k, v in reports.items():
             stats.report(k, v)
         bar.update(1)
@@ -154,6 +180,10 @@ def train_likelihood(
     bar.close()
     if best is not None:  # select: best-fid - the snapshot with the lowest validation FID
         (G_ema if G_ema is not None else model).load_state_dict(best["state"])
+    # Several processes: rank 0's networks (its selected snapshot) on every rank.
+    for net in (model, G_ema):
+        if net is not None:
+            distributed.broadcast_module(net)
     state = pair_state()
     return {"G": model, "D": None, "G_ema": G_ema if G_ema is not None else model, "optimizer": {"all": state["optimizer"]},
             "augment": {}, "selection": {"all": {k: v for k, v in best.items() if k != "state"}} if best else {},

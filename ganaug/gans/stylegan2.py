@@ -19,6 +19,15 @@ Differences from NVlabs/stylegan2-ada-pytorch, on purpose:
   training loop, as the official code does. D is always residual (the official cifar preset uses the
   plain 'orig' D).
 
+Under torchrun (`ganaug.distributed`) each process holds a contiguous slice of the global batch, and every
+layer that couples samples or draws per sample sees the global batch, so N processes train what one does, to
+float rounding: the noise inputs and style mixing's second latents are drawn for the global batch and sliced
+(`distributed.draw`; the mixing coin and cutoff are one draw per batch, alike on every rank), the mapping's
+running mean of w is the global batch's mean, and the minibatch standard deviation gathers the global batch
+(with its gradient) so that its groups are one process's: sample i of N groups with i + N/G, i + 2N/G, ...,
+which spans the processes. (Grouping within a process instead would be cheaper but another model: its groups
+would be other samples.)
+
 Images of any side from 16 to 256 are handled at the next power of two: D scales its input up to it and
 G's output is scaled down to the data's side, so the rest of ganaug sees the data's own size.
 """
@@ -32,6 +41,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import distributed
 from ..errors import ConfigError
 from .base import GanNets, register_gan
 from .schema import Float, GanConfig, Int, Invalid, need
@@ -259,8 +269,8 @@ class MappingNetwork(nn.Module):
             c = F.one_hot(y, self.num_classes).float()
             parts.append(normalize_2nd_moment(self.embed(c)))  # (N, w_dim)
         w = self.layers(torch.cat(parts, dim=1))  # (N, w_dim)
-        if self.w_avg_beta is not None and self.training and update_w_avg:
-            self.w_avg.copy_(w.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+        if self.w_avg_beta is not None and self.training and update_w_avg:  # the global batch's mean w
+            self.w_avg.copy_(distributed.batch_mean(w.detach()).lerp(self.w_avg, self.w_avg_beta))
         return w
 
 
@@ -306,7 +316,8 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random") -> torch.Tensor:
         x = self.conv(x, w)
         if noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            r = self.resolution  # (N, 1, r, r), this slice's rows of the global batch's noise
+            noise = distributed.draw(lambda m: torch.randn(m, 1, r, r, device=x.device, dtype=x.dtype), len(x))
             x = x + noise * self.noise_strength.to(x.dtype)
         elif noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -385,7 +396,8 @@ class Generator(nn.Module):
         ws = w[:, None].repeat(1, self.num_ws, 1)
         if self.training and self.style_mixing > 0 and torch.rand(()) < self.style_mixing:
             cutoff = int(torch.randint(1, self.num_ws, ()))
-            ws[:, cutoff:] = self.mapping(torch.randn_like(z), y, update_w_avg=False)[:, None]
+            z2 = distributed.draw(lambda m: torch.randn(m, *z.shape[1:], device=z.device, dtype=z.dtype), len(z))
+            ws[:, cutoff:] = self.mapping(z2, y, update_w_avg=False)[:, None]
         if truncation_psi != 1:
             ws = self.w_center(y, len(z))[:, None].lerp(ws, truncation_psi)
         return ws
@@ -448,21 +460,29 @@ class DiscriminatorBlock(nn.Module):
 
 
 class MinibatchStd(nn.Module):
-    """Appends the standard deviation over groups of `group_size` samples as one more channel."""
+    """Appends the standard deviation over groups of `group_size` samples as one more channel.
+
+    Training under torchrun, the groups are the global batch's (see the module's docstring): the slices are
+    gathered, with their gradient, and this slice's rows of the result kept.
+    """
 
     def __init__(self, group_size: int):
         super().__init__()
         self.group_size = group_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        several = self.training and distributed.active()
+        y = self.std(distributed.gather_grad(x) if several else x)  # (N, 1, H, W) over the (global) batch
+        return torch.cat([x, (distributed.shard(y) if several else y).to(x.dtype)], dim=1)
+
+    def std(self, x: torch.Tensor) -> torch.Tensor:
         N, C, H, W = x.shape
         G = min(self.group_size, N)
         if N % G:
             G = math.gcd(N, G)
         y = x.float().reshape(G, -1, C, H, W)  # (G, n, C, H, W)
         y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt()  # (n, C, H, W)
-        y = y.mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1).repeat(G, 1, H, W)  # (N, 1, H, W)
-        return torch.cat([x, y.to(x.dtype)], dim=1)
+        return y.mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1).repeat(G, 1, H, W)  # (N, 1, H, W)
 
 
 class Discriminator(nn.Module):
@@ -520,14 +540,14 @@ def _build(*, resolution: int, channels: int, num_classes: int, conditional: boo
 
 
 @register_gan("stylegan2", config=StyleGAN2Config, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
-              truncation=True)
+              truncation=True, ddp=True)
 def build_stylegan2(**kwargs: object) -> GanNets:
     """StyleGAN2 in plain PyTorch, class-conditional, on CPU or GPU; presets auto, cifar, small, tiny."""
     return _build(**kwargs)  # type: ignore[arg-type]
 
 
 @register_gan("stylegan2-ada", config=StyleGAN2AdaConfig, defaults=stylegan2_defaults, kwargs=stylegan2_kwargs,
-              truncation=True)
+              truncation=True, ddp=True)
 def build_stylegan2_ada(**kwargs: object) -> GanNets:
     """StyleGAN2 with ADA on by default; `impl: official` runs NVlabs' train.py from `repo` on CUDA instead."""
     return _build(**kwargs)  # type: ignore[arg-type]

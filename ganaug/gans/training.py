@@ -38,6 +38,20 @@ def ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
         b_ema.copy_(b)
 
 
+def params_outside(loss: torch.Tensor, module: nn.Module) -> list:
+    """`module`'s parameters that `loss`'s graph does not reach (they would get no gradient from it)."""
+    reached, seen, stack = set(), set(), [loss.grad_fn]
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, "variable"):  # AccumulateGrad: a leaf
+            reached.add(id(fn.variable))
+        stack.extend(f for f, _ in fn.next_functions)
+    return [p for p in module.parameters() if id(p) not in reached]
+
+
 @torch.no_grad()
 def generate(G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor], batch_size: int = 500,
              **g_kwargs: Any) -> torch.Tensor:
@@ -313,10 +327,14 @@ def _train_pair(
             (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
             penalty = grad.square().sum(dim=[1, 2, 3])
             loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
+            outside: list = []
             if several:  # every D parameter in the graph (D's output bias is not in R1's), as DDP's reduction waits for all
+                outside = params_outside(loss_r1, D)
                 loss_r1 = loss_r1 + d_r1.sum() * 0
             opt_D.zero_grad(set_to_none=True)
             loss_r1.backward()
+            for p in outside:  # no gradient, as on one process: Adam leaves them (and their moments) alone
+                p.grad = None
             opt_D.step()
             stats.report("loss/r1", *distributed.mean(penalty.mean()))
 

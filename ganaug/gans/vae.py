@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .. import distributed
 from .base import GanNets, register_gan
 from .dcgan import plan
 from .likelihood import train_likelihood
@@ -102,8 +103,9 @@ class CVAE(nn.Module):
              generator: Optional[torch.Generator] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(negative ELBO per image, reconstruction term, KL term) for x in [-1, 1]."""
         mu, logvar = self.encoder(x, y)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype) if generator is not None \
-            else torch.randn_like(mu)
+        # (N, z_dim); under torchrun, this slice's rows of the global batch's draw
+        eps = distributed.draw(lambda m: torch.randn((m,) + mu.shape[1:], generator=generator, device=mu.device,
+                                                     dtype=mu.dtype), len(mu))
         z = mu + (0.5 * logvar).exp() * eps  # the reparameterisation trick
         logits = self.decoder(z, y)
         target = (x + 1) / 2  # [0, 1]
@@ -112,7 +114,8 @@ class CVAE(nn.Module):
         else:  # Gaussian with fixed sigma: a scaled L2 (the constant dropped)
             recon = ((self.mean(logits) - target) ** 2).flatten(1).sum(1) / (2 * sigma**2)
         kl_dims = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (N, z_dim) nats
-        kl = kl_dims.mean(0).clamp(min=free_bits).sum() if free_bits > 0 else kl_dims.sum(1).mean()
+        # Free bits clamp the batch's mean KL per dimension: the global batch's under torchrun (`batch_mean`).
+        kl = distributed.batch_mean(kl_dims).clamp(min=free_bits).sum() if free_bits > 0 else kl_dims.sum(1).mean()
         return recon.mean() + beta * kl, recon.mean(), kl
 
 
@@ -173,7 +176,8 @@ def train_vae(nets: GanNets, g: VaeConfig, **common: Any) -> Dict[str, Any]:
     return train_likelihood(nets.G, trained=nets.G, loss=loss, **common)
 
 
-@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, trainer=train_vae, edit=True)
+@register_gan("vae", config=VaeConfig, defaults=vae_defaults, kwargs=vae_kwargs, trainer=train_vae, edit=True,
+              ddp=True)
 def build_vae(*, resolution: int, channels: int, num_classes: int, z_dim: int = 32, width: int = 32,
               likelihood: str = "bernoulli", **_: object) -> GanNets:
     """Conditional VAE: convolutional encoder and decoder, a Gaussian latent with a class embedding, sampled from the prior."""

@@ -20,6 +20,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 from .. import cost, memory, progress
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config, Rep, config_from_dict, to_dict
+from ..errors import Interrupted
 from .costs import record_cost
 from .layout import RESUME_DIR, STAGE_FILE, paths
 from .locks import cell_lock
@@ -253,7 +254,12 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
                 # What the later stages will take, now: an absurd count stops here, before the GAN trains.
                 for stage in ["sample"] + (["evaluate"] if cfg.evaluate.enabled else []) + ["train-clf"]:
                     memory.check(cfg, stage, paths(cfg))
-                run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
+                if cfg.executor.ddp > 1:  # on executor.ddp processes, under torchrun
+                    from . import ddp_cell
+
+                    ddp_cell.run({**spec, "force": force}, cfg, rep)
+                else:
+                    run_train_gan(cfg, force=force, progress=progress, resume=True, reps=[rep])
             elif kind == "sample":
                 run_sample(cfg, force=force, reps=[rep])
             elif kind == "evaluate":
@@ -313,7 +319,7 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
         out["threads"] = torch.get_num_threads()
         # The loops' bars write the cell's progress file (for the coordinator's display) instead of the log.
         with redirected(log), progress.reporting_to(spec.get("progress")):
-            print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename} pid {os.getpid()}, "
+            print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename}{spec.get('node', '')} pid {os.getpid()}, "
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:
                 run_cell(spec, force=spec.get("force", False), spent=spent)
@@ -325,6 +331,8 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
         out["ok"] = True
     except KeyboardInterrupt:
         out["error"] = "interrupted"
+    except Interrupted as e:  # stopped by a signal after saving a checkpoint: the next attempt resumes it
+        out["error"], out["stopped_by"] = str(e), e.signal
     except Exception as e:  # noqa: BLE001 - the coordinator reports it with the log file
         out["error"] = " ".join(str(e).split()) or type(e).__name__
     finally:

@@ -22,6 +22,7 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
     """split -> features -> train-gan -> sample -> evaluate (when an arm uses fakes) -> train-clf for every arm and
     seed, each a cell on the executor -> compare, here."""
     from ..executors import get_executor, run_graph
+    from . import ddp_cell  # (imported here: torchrun runs it as a module)
 
     started = time.time()
     cells = build_graph(cfg)
@@ -29,6 +30,8 @@ def run_all(cfg: Config, force: bool = False, progress: bool = True) -> str:
         g = cfg.gen(rep.generator)
         if getattr(g, "impl", None) == "official" and (force or not up_to_date(cfg, GAN, rep)):
             check_official_env(g)
+        if cfg.executor.ddp > 1:  # a generator that cannot train on executor.ddp processes: said before any cell
+            ddp_cell.check(cfg, rep)
     executor = get_executor(cfg, progress=progress)  # a missing extra is said here, before anything is written
     try:
         expected = _expected(cfg, cells, executor, force)
