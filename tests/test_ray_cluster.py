@@ -256,6 +256,7 @@ def hold_then_kill(run: Path, cluster: Cluster, held: threading.Event, box: Dict
             if kill:
                 worker.kill()
                 box["gone"] = not worker.up and not any(alive(pids[c]) for c in there)
+                time.sleep(10)  # the cells go on after the head has noticed (health checks: ~5 s), as longer cells would
     except BaseException as e:  # noqa: BLE001 - reported by the test
         box["error"] = e
     finally:
