@@ -37,18 +37,10 @@ def test_a_generator_cell_on_two_processes_gives_one_table_in_every_executor(tmp
     serial = cfg_file(tmp_path, image_folder, "serial", arms=ARMS, seeds=[0], executor=ddp)
     local = cfg_file(tmp_path, image_folder, "local", arms=ARMS, seeds=[0], executor={**ddp, "name": "local",
                                                                                       "workers": 2})
-    one = cfg_file(tmp_path, image_folder, "one", arms=ARMS, seeds=[0], executor={"threads": 1})
     ok("run", "-c", str(serial))
     ok("run", "-c", str(local))
-    ok("run", "-c", str(one))
     assert _record(tmp_path / "serial")["world_size"] == _record(tmp_path / "local")["world_size"] == 2
-    assert _record(tmp_path / "one")["world_size"] == 1
-    assert table(tmp_path / "serial") == table(tmp_path / "local")
-    a, b = (torch.load(tmp_path / r / "gan" / "checkpoint.pt", weights_only=True)["state_dict"]["G_ema"]
-            for r in ("one", "local"))
-    diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a if a[k].is_floating_point())
-    print(f"cgan G_ema on 2 processes (executor.ddp) against 1: max |w2 - w1| = {diff:.1e}")
-    assert diff < 1e-5
+    assert table(tmp_path / "serial") == table(tmp_path / "local")  # (2 processes against 1: test_ddp_families.py)
     log = (tmp_path / "local" / "logs" / "gan.log").read_text()
     assert "2 processes" in log
 
