@@ -64,7 +64,7 @@ def test_the_quick_config_on_slurm_gives_the_serial_table(slurm: slurm_cluster.S
 # Faults on the real thing. Each runs `ganaug run` in the background, waits until the classifier cell is training
 # in its Slurm job, does to that job what the cluster would, and reads what the user sees.
 
-LONG = {"steps": 1500, "eval_every": 500}  # a classifier cell that trains long enough to be caught mid-run
+LONG = {"steps": 3000, "eval_every": 1000}  # a classifier cell that trains long enough to be caught mid-run
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,8 @@ def reference(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _start(config: Path, slurm: slurm_cluster.Slurm) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "ganaug", "run", "-c", str(config)], env=slurm.env,
+    env = {**slurm.env, "GANAUG_PROGRESS_SECONDS": "0.2"}  # the cells' progress files, written often
+    return subprocess.Popen([sys.executable, "-m", "ganaug", "run", "-c", str(config)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -140,12 +141,20 @@ def test_a_preempted_cell_checkpoints_on_usr2_and_resumes_where_it_stopped(slurm
     proc = _start(jobs, slurm)
     job_id = _training(tmp_path / "jobs", proc, cells=2)["clf__real__seed-0"]
     slurm.cmd("scancel", "--signal=USR2", job_id)  # what Slurm sends before preempting (or at the time limit)
+    # The job requeues itself; Slurm holds a requeued job back a while (its begin time): let it start now.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if slurm.jobs().get(job_id) == "PENDING":
+            slurm.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
+            break
+        time.sleep(0.2)
     r = _finish(proc)
     assert r.returncode == 0, r.stderr
     record = json.loads((tmp_path / "jobs" / "clf" / "real" / "seed-0" / "stage.json").read_text())
     assert record["resumed_from_step"] and record["resumed_from_step"] >= 50, record
     log = (tmp_path / "jobs" / "logs" / "clf__real__seed-0.log").read_text()
-    assert "stopped by SIGUSR2" in log and "resuming from" in log and "# Slurm job " + job_id + " start 2" in log
+    assert "stopped by SIGUSR2" in log and "resuming from" in log and "Traceback" not in log
+    assert f"# Slurm job {job_id} start 2" in log
     assert table(reference) == table(tmp_path / "jobs")
 
 

@@ -323,6 +323,9 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:
                 run_cell(spec, force=spec.get("force", False), spent=spent)
+            except Interrupted as e:  # stopped on request, its checkpoint saved: a line, not a traceback
+                print(e, flush=True)
+                raise
             except BaseException:
                 import traceback
 
