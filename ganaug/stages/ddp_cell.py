@@ -30,16 +30,15 @@ TORCHRUN_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_
 
 def check(cfg: Config, rep: Rep) -> None:
     """executor.ddp's demands on the generator: a family whose loop runs in DDP, a global batch that splits."""
-    from ..gans import GANS
+    from .train_gan import several_families, single_process
 
     n = cfg.executor.ddp
+    why = single_process(cfg, rep)
+    if why:
+        raise ConfigError(f"executor.ddp is {n} but {why}; set executor.ddp: 1 (families that train on several: "
+                          f"{several_families()})")
     g = cfg.gen(rep.generator)
     key = "gan" if rep.generator is None else f"generators.{rep.generator}"
-    if getattr(g, "impl", None) == "official" or not GANS.meta(g.name).get("ddp"):
-        several = ", ".join(name for name in GANS.names() if GANS.meta(name).get("ddp"))
-        raise ConfigError(f"executor.ddp is {n} but {key}.name {g.name}"
-                          f"{' (impl: official)' if getattr(g, 'impl', None) == 'official' else ''} trains on one "
-                          f"process; set executor.ddp: 1 (families that train on several: {several})")
     if g.batch_size % n:
         raise ConfigError(f"executor.ddp is {n} but {key}.batch_size {g.batch_size} does not split over {n} "
                           f"processes; set {key}.batch_size to a multiple of {n}")

@@ -63,18 +63,31 @@ def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resum
     return [_train_one(cfg, rep, force, progress and distributed.is_main(), resume) for rep in reps]
 
 
+def single_process(cfg: Config, rep: Rep) -> Optional[str]:
+    """Why `rep`'s generator cannot train on several processes (its family's loop is not DDP, or the official
+    code), as the start of a sentence; None where it can."""
+    g = cfg.gen(rep.generator)
+    key = "gan" if rep.generator is None else f"generators.{rep.generator}"
+    official = getattr(g, "impl", None) == "official"
+    if not official and GANS.meta(g.name).get("ddp"):
+        return None
+    return f"{key}.name {g.name}{' (impl: official)' if official else ''} trains on one process"
+
+
+def several_families() -> str:
+    """The families whose training loop runs on several processes (DDP), for the errors that name them."""
+    return ", ".join(n for n in GANS.names() if GANS.meta(n).get("ddp"))
+
+
 def check_world(cfg: Config, rep: Rep) -> None:
     """Under torchrun: only a family whose loop runs in DDP, and a global batch that splits over the processes."""
     if distributed.world() == 1:
         return
-    g = cfg.gen(rep.generator)
+    why = single_process(cfg, rep)
+    if why:
+        raise ConfigError(f"{why}; drop torchrun (families that train on several: {several_families()})")
     key = "gan" if rep.generator is None else f"generators.{rep.generator}"
-    official = getattr(g, "impl", None) == "official"
-    if official or not GANS.meta(g.name).get("ddp"):
-        several = ", ".join(n for n in GANS.names() if GANS.meta(n).get("ddp"))
-        raise ConfigError(f"{key}.name {g.name}{' (impl: official)' if official else ''} trains on one process; "
-                          f"drop torchrun (families that train on several: {several})")
-    distributed.require_divisible(g.batch_size, f"{key}.batch_size")
+    distributed.require_divisible(cfg.gen(rep.generator).batch_size, f"{key}.batch_size")
 
 
 def describe(rep: Rep) -> str:
