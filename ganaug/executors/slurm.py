@@ -166,7 +166,7 @@ class SlurmExecutor(Executor):
         sl = self.cfg.executor.slurm
         what = f"Slurm job {job.job_id}"
         text = _read(job.paths.stderr)
-        if "exceeded memory limit" in text or "exceeded job memory limit" in text.lower() or \
+        if "exceeded memory limit" in text or "Exceeded job memory limit" in text or \
                 (state or "").startswith("OUT_OF_MEMORY"):
             limit = f"{sl.mem_gb:g} GB" if sl.mem_gb is not None else "the cluster's default"
             out["error"] = (f"{what} went over its memory limit ({limit}, executor.slurm.mem_gb) and was killed; "
