@@ -11,13 +11,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Dict, Iterator, List
+
+from .ports import free_port
 
 DAEMONS = ("munged", "slurmctld", "slurmd")
 COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sinfo")
@@ -31,12 +31,6 @@ def missing() -> List[str]:
     if os.geteuid() != 0:
         lack.append("root")
     return lack
-
-
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _memory_mb() -> int:
@@ -89,6 +83,8 @@ PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSu
 def _wait(what: str, ok: "callable", timeout: float, log: Path) -> None:  # type: ignore[valid-type]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if "Address already in use" in _text(log):
+            break  # the daemon could not bind its port: start() tries other ports at once
         if ok():
             return
         time.sleep(0.3)
@@ -118,12 +114,40 @@ class Slurm:
     def running(self) -> List[str]:
         return [j for j, s in self.jobs().items() if s == "RUNNING"]
 
+    def controller_up(self) -> bool:
+        return "UP" in self.cmd("scontrol", "ping", check=False)
+
     def idle(self) -> bool:
         return "idle" in self.cmd("sinfo", "-h", "-o", "%T", check=False)
 
 
-def start(cpus: int = 2) -> Slurm:
-    """Start munged, slurmctld and slurmd in a new temporary folder (a short path: unix sockets live in it)."""
+def start(cpus: int = 2, tries: int = 3) -> Slurm:
+    """Start munged, slurmctld and slurmd in a new temporary folder (a short path: unix sockets live in it).
+
+    A daemon that cannot bind its port (another process took it between the choice and the bind) is started
+    again on other ports, up to `tries` times."""
+    for attempt in range(tries):
+        cluster = _start(cpus)
+        try:
+            _wait("controller", cluster.controller_up, 30, cluster.root / "slurmctld.log")
+            subprocess.run([_binary("slurmd"), "-f", str(cluster.conf), "-N", "localhost"], check=True,
+                           env=cluster.env, timeout=30)
+            _wait("node", cluster.idle, 60, cluster.root / "slurmd.log")
+            return cluster
+        except RuntimeError:
+            logs = _text(cluster.root / "slurmd.log") + _text(cluster.root / "slurmctld.log")
+            stop(cluster)
+            if "Address already in use" not in logs or attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _start(cpus: int) -> Slurm:
+    """Write the folder and slurm.conf, start munged and slurmctld (start() waits for them and starts slurmd)."""
     root = Path(tempfile.mkdtemp(prefix="slurm-", dir="/tmp"))
     mem_mb = max(1024, _memory_mb() - 1024)
     for d in ("state", "spool", "munge"):
@@ -132,18 +156,13 @@ def start(cpus: int = 2) -> Slurm:
     key = root / "munge" / "munge.key"
     key.write_bytes(os.urandom(1024))
     os.chmod(key, 0o600)
-    (root / "slurm.conf").write_text(CONF.format(root=root, ctld_port=_free_port(), d_port=_free_port(), cpus=cpus,
+    (root / "slurm.conf").write_text(CONF.format(root=root, ctld_port=free_port(), d_port=free_port(), cpus=cpus,
                                                  mem_mb=mem_mb))
     cluster = Slurm(root, cpus, mem_mb)
     m = root / "munge"
     subprocess.run([_binary("munged"), "--force", f"--socket={m}/sock", f"--key-file={key}", f"--pid-file={m}/pid",
                     f"--log-file={m}/log", f"--seed-file={m}/seed"], check=True, env=cluster.env, timeout=30)
     subprocess.run([_binary("slurmctld"), "-f", str(cluster.conf)], check=True, env=cluster.env, timeout=30)
-    _wait("controller", lambda: cluster.cmd("scontrol", "ping", check=False).count("UP") > 0, 30,
-          root / "slurmctld.log")
-    subprocess.run([_binary("slurmd"), "-f", str(cluster.conf), "-N", "localhost"], check=True, env=cluster.env,
-                   timeout=30)
-    _wait("node", cluster.idle, 60, root / "slurmd.log")
     return cluster
 
 

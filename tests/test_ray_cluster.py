@@ -18,7 +18,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import pytest
 from ganaug.stages.locks import cell_lock
 
 from .conftest import invoke, make_folder, ok
+from .ports import free_port
 from .test_cells import REAL_ARMS, cfg_file, table
 
 CLF_CELLS = [f"clf/{arm['name']}/seed-{s}" for arm in REAL_ARMS for s in (0, 1)]
@@ -61,12 +61,6 @@ def alive(pid: int) -> bool:
     """Running (a zombie whose parent died with its node counts as dead)."""
     p = _procs().get(pid)
     return p is not None and p[2] not in ("Z", "X")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ray_cli() -> str:
