@@ -148,6 +148,44 @@ def _gpu_part(wall: float, on_gpu: bool, held: Dict[int, int]) -> Dict[str, Any]
             "peak_gpu_mib": round(max(used.values()) / MIB, 1) if used else None}
 
 
+_books: List[Dict[str, float]] = []  # the open `phases()` records of this process, innermost last
+
+
+@contextlib.contextmanager
+def phases() -> Iterator[Dict[str, float]]:
+    """Collect the wall seconds of the `phase(name)` blocks run inside this block, by name (a cell's breakdown:
+    load, build, steps, validation, test, write); yields the dict, filled as the phases end."""
+    book: Dict[str, float] = {}
+    _books.append(book)
+    try:
+        yield book
+    finally:
+        _books.remove(book)
+
+
+@contextlib.contextmanager
+def phase(name: str) -> Iterator[None]:
+    """Add this block's wall seconds to `name` in every open `phases()` record (nothing when none is open)."""
+    if not _books:
+        yield
+        return
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        dt = time.perf_counter() - t0
+        for book in _books:
+            book[name] = book.get(name, 0.0) + dt
+
+
+def rounded(book: Dict[str, float], wall: Optional[float] = None) -> Dict[str, float]:
+    """A phases record for a file: seconds to 3 decimals; `wall` given, the rest of it as 'other'."""
+    out = {k: round(v, 3) for k, v in book.items()}
+    if wall is not None:
+        out["other"] = round(max(0.0, wall - sum(book.values())), 3)
+    return out
+
+
 def total(costs: Iterable[Optional[Dict[str, Any]]]) -> Dict[str, Any]:
     """Costs added up: the seconds summed, the peaks the largest; `cells` counted, `unmeasured` those without one."""
     out: Dict[str, Any] = {k: 0.0 for k in ADDITIVE}

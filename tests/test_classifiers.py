@@ -5,6 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ganaug.classifiers import get_classifier, list_classifiers
 from ganaug.classifiers.train import predict, train_classifier
@@ -60,3 +62,18 @@ def test_classification_report_matches_definitions() -> None:
     assert r["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     # F1 per class: a 0.5, b 0.8, c 2/3
     assert r["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 6).flatmap(lambda k: st.tuples(
+    st.just(k), st.lists(st.tuples(st.integers(0, k - 1), st.integers(0, k - 1)), min_size=1, max_size=40))))
+def test_classification_report_is_scikit_learns(case) -> None:
+    """The report's numpy arithmetic gives scikit-learn's numbers, absent classes and empty predictions included."""
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    k, pairs = case
+    t, p = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    r = classification_report(torch.from_numpy(t), torch.from_numpy(p), [str(i) for i in range(k)])
+    assert r["confusion_matrix"] == confusion_matrix(t, p, labels=list(range(k))).tolist()
+    assert r["macro_f1"] == pytest.approx(f1_score(t, p, labels=list(range(k)), average="macro", zero_division=0),
+                                          abs=1e-12)

@@ -6,7 +6,6 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from . import pretrained
 from .base import register_classifier
@@ -55,6 +54,8 @@ def build_resnet18(*, resolution: int, channels: int, num_classes: int, imagenet
     """
     if imagenet:
         return pretrained.resnet18_imagenet(num_classes, input_size)
+    import torchvision  # here: its import costs a second that a small-cnn cell does not pay
+
     net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
     net.conv1 = nn.Conv2d(channels, 64, 3, 1, 1, bias=False)
     net.maxpool = nn.Identity()

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .. import distributed
+from .. import cost, distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import image_hashes, to_float
 from ..data.mixing import BatchSource
@@ -66,19 +66,20 @@ def train_classifier(
     every rank's at the end.
     """
     # Build the model and optimizer.
-    model = model.to(device)
-    mem = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    several = distributed.world() > 1
-    net = distributed.wrap(model, device)  # what trains: DDP over the ranks, or the model itself on one process
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    val_labels = val_labels.cpu()
-    val_hashes = image_hashes(val_images)  # what selection really saw, for the audit: not declared, recorded
+    with cost.phase("build"):
+        model = model.to(device)
+        mem = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        several = distributed.world() > 1
+        net = distributed.wrap(model, device)  # what trains: DDP over the ranks, or the model itself on one process
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+        if schedule == "cosine":
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        else:
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+        val_labels = val_labels.cpu()
+        val_hashes = image_hashes(val_images)  # what selection really saw, for the audit: not declared, recorded
 
     best: Dict[str, Any] = {"val_acc": -1.0, "step": 0, "state": None}
     seen = {"real": 0, "fake": 0}
@@ -106,46 +107,49 @@ def train_classifier(
     bar = progress_bar(range(start + 1, steps + 1), initial=start, total=steps, desc=desc, unit="step",
                        disable=not progress, leave=False, mininterval=1.0)
     for step in bar:
-        x, y, is_real, soft = batches.next(batch_size)
-        if augment is not None:
-            x = augment(x, generator)
-        x = to_float(x)
-        target = soft if soft is not None else y  # (B, K) probabilities (an edited set's soft labels) or (B,) classes
-        if mixer is not None:  # MixUp / CutMix: mixed images, soft labels
-            x, target = mixer(x, target, generator)
-        if several:  # the global batch was drawn, augmented and mixed above, alike on every rank: train on a slice
-            x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
-        x = x.to(device).contiguous(memory_format=mem)
-        y, target = y.to(device), target.to(device)
-        with autocast(device, amp_dtype):
-            logits = net(x)
-        loss = F.cross_entropy(logits.float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        n_real = int(is_real.sum())
-        seen["real"] += n_real
-        seen["fake"] += len(is_real) - n_real
-        rep_loss, rep_acc = distributed.mean(loss, (logits.argmax(1) == y).float().mean())  # over the global batch
-        stats.report("loss/train", rep_loss)
-        stats.report("acc/train", rep_acc)
-        stats.report("share_real", n_real / len(is_real))
+        with cost.phase("steps"):
+            x, y, is_real, soft = batches.next(batch_size)
+            if augment is not None:
+                x = augment(x, generator)
+            x = to_float(x)
+            target = soft if soft is not None else y  # (B, K) probabilities (an edited set's soft labels) or (B,) classes
+            if mixer is not None:  # MixUp / CutMix: mixed images, soft labels
+                x, target = mixer(x, target, generator)
+            if several:  # the global batch was drawn, augmented and mixed above, alike on every rank: train on a slice
+                x, y, target = distributed.shard(x), distributed.shard(y), distributed.shard(target)
+            x = x.to(device).contiguous(memory_format=mem)
+            y, target = y.to(device), target.to(device)
+            with autocast(device, amp_dtype):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            n_real = int(is_real.sum())
+            seen["real"] += n_real
+            seen["fake"] += len(is_real) - n_real
+            rep_loss, rep_acc = distributed.mean(loss, (logits.argmax(1) == y).float().mean())  # over the global batch
+            stats.report("loss/train", rep_loss)
+            stats.report("acc/train", rep_acc)
+            stats.report("share_real", n_real / len(is_real))
 
         # Model selection on real validation images only (by rank 0 under torchrun; the others go on to the next step).
         if step % eval_every == 0 or step == steps:
             if distributed.is_main():
-                pred = predict(model, val_images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-                val_acc = float((pred == val_labels).float().mean())
-                if val_acc >= best["val_acc"]:  # ties go to the later, more trained weights
-                    best = {"val_acc": val_acc, "step": step,
-                            "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
-                stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
-                bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
+                with cost.phase("validation"):  # scoring, keeping the best weights, the row of metrics
+                    pred = predict(model, val_images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
+                    val_acc = float((pred == val_labels).float().mean())
+                    if val_acc >= best["val_acc"]:  # ties go to the later, more trained weights
+                        best = {"val_acc": val_acc, "step": step,
+                                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                    stats.tick(step=step, lr=sched.get_last_lr()[0], **{"acc/val": val_acc})
+                    bar.set_postfix(loss=f"{loss.item():.3f}", val=f"{val_acc:.4f}", refresh=False)
             else:
                 stats.tick(step=step, lr=sched.get_last_lr()[0])
         if checkpointer is not None:
-            checkpointer.after_step(step, steps, make_state)
+            with cost.phase("checkpoint"):
+                checkpointer.after_step(step, steps, make_state)
     bar.close()
     if distributed.is_main():
         model.load_state_dict(best["state"])

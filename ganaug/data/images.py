@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 
 @dataclass
@@ -62,7 +61,11 @@ def conform(images: torch.Tensor, resolution: Optional[int], channels: Optional[
         if channels == 3:
             images = images.expand(-1, 3, -1, -1).contiguous()
         else:
+            from torchvision.transforms.v2 import functional as TF  # here: most loads convert nothing
+
             images = TF.rgb_to_grayscale(images, num_output_channels=1)
     if resolution is not None and tuple(images.shape[-2:]) != (resolution, resolution):
+        from torchvision.transforms.v2 import functional as TF
+
         images = TF.resize(images, [resolution, resolution], antialias=True)
     return images.contiguous()

@@ -108,7 +108,7 @@ def _bench_gan(sub: Any, generator: Optional[str], sizes: Sizes, device: Any, bu
     import torch
 
     from ..config import Rep
-    from ..gans import gan_kwargs, get_gan, train_generator
+    from ..gans import cpu_bf16, gan_kwargs, get_gan, train_generator
     from ..gans.training import generate
     from ..stages.sample import sampler_kwargs
     from ..utils import Stats, autocast_dtype, use_channels_last
@@ -123,7 +123,8 @@ def _bench_gan(sub: Any, generator: Optional[str], sizes: Sizes, device: Any, bu
     labels = torch.arange(n) % k
     common = dict(images=images, labels=labels, num_classes=k, epochs=1, kimg=None, batch_size=batch, lr=g.lr,
                   betas=(g.betas[0], g.betas[1]), ema_kimg=g.ema_kimg, mirror=g.mirror, device=device,
-                  amp_dtype=autocast_dtype(g.amp, device), generator=torch.Generator().manual_seed(0), stats=Stats(None),
+                  amp_dtype=autocast_dtype(g.amp, device, cpu_bf16(g)), generator=torch.Generator().manual_seed(0),
+                  stats=Stats(None),
                   grid_dir=None, grid_every=g.grid_every, progress=False, checkpointer=None, resume=None, evaluator=None,
                   eval_every=None, select=None)
     step = _time_loop(lambda: train_generator(nets, g, channels_last=use_channels_last(g.channels_last, device),

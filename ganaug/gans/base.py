@@ -37,6 +37,12 @@ def list_gans() -> List[str]:
     return GANS.names()
 
 
+def cpu_bf16(gan_cfg: Any) -> bool:
+    """Whether `amp: auto` trains this generator in bfloat16 on CPUs with native support (families registered with
+    cpu_bf16=True, measured to gain from it: the DCGANs); the others stay in float32 there."""
+    return bool(GANS.meta(gan_cfg.name).get("cpu_bf16")) and getattr(gan_cfg, "impl", None) != "official"
+
+
 def gan_kwargs(gan_cfg: Any, resolution: int, channels: int, num_classes: int) -> Dict[str, Any]:
     """The builder arguments a config implies; stored in checkpoints to rebuild without the config."""
     return GANS.meta(gan_cfg.name)["kwargs"](gan_cfg, resolution, channels, num_classes)

@@ -182,7 +182,8 @@ def dcgan_defaults(gan_cfg: object, resolution: Optional[int]) -> Dict[str, obje
     return {"batch_size": 64, "z_dim": 64, "lr": 0.0002, "betas": [0.5, 0.999], "ema_kimg": 10.0}
 
 
-@register_gan("dcgan", config=DcganConfig, per_class=True, defaults=dcgan_defaults, kwargs=dcgan_kwargs, ddp=True)
+@register_gan("dcgan", config=DcganConfig, per_class=True, defaults=dcgan_defaults, kwargs=dcgan_kwargs, ddp=True,
+              cpu_bf16=True)
 def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                 per_class: bool = False, **_: object) -> GanNets:
     """Unconditional DCGAN; `per_class: true` trains one per class (labelled samples)."""
@@ -193,7 +194,7 @@ def build_dcgan(*, resolution: int, channels: int, num_classes: int, z_dim: int 
     return GanNets(G=Generator(resolution, channels, z_dim, width), D=Discriminator(resolution, channels, width))
 
 
-@register_gan("cgan", config=CganConfig, defaults=dcgan_defaults, kwargs=dcgan_kwargs, ddp=True)
+@register_gan("cgan", config=CganConfig, defaults=dcgan_defaults, kwargs=dcgan_kwargs, ddp=True, cpu_bf16=True)
 def build_cgan(*, resolution: int, channels: int, num_classes: int, z_dim: int = 64, width: int = 64,
                d_cond: str = "concat", **_: object) -> GanNets:
     """Conditional DCGAN: a label embedding joins z in G; D sees the label by projection or concatenation."""

@@ -18,9 +18,8 @@ from typing import Any, Callable, Dict, Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.utils import save_image
 
-from .. import distributed
+from .. import cost, distributed
 from ..checkpoint import Checkpointer, cpu_state
 from ..data.images import image_hashes, to_float
 from ..data.mixing import EpochSampler
@@ -68,6 +67,8 @@ def generate(G: nn.Module, z: torch.Tensor, y: Optional[torch.Tensor], batch_siz
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int) -> None:
     """Float [-1, 1] images -> one PNG grid (written atomically: a kill never leaves half a PNG)."""
+    from torchvision.utils import save_image
+
     with atomic_open(path, "wb") as f:
         save_image(images.add(1).div(2).clamp(0, 1), f, format="png", nrow=nrow, padding=1, pad_value=1.0)
 
@@ -297,83 +298,84 @@ def _train_pair(
                        leave=False, mininterval=1.0)
     tick_start, tick_nimg = time.time(), cur_nimg
     while step < total:
-        idx = sampler.next(batch_size).to(device)
-        real = to_float(x_all[idx]).contiguous(memory_format=mem)
-        if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
-            flip = torch.rand(len(idx), device=device) < 0.5
-            real = torch.where(flip[:, None, None, None], real.flip(3), real)
-        y = y_all[idx] if conditional else None
-        z = torch.randn(len(idx), z_dim, device=device)
-        if several:  # every rank drew the whole global batch above (the same streams); each trains on its slice
-            real, z = distributed.shard(real), distributed.shard(z)
-            y = distributed.shard(y) if y is not None else None
+        with cost.phase("steps"):
+            idx = sampler.next(batch_size).to(device)
+            real = to_float(x_all[idx]).contiguous(memory_format=mem)
+            if mirror:  # x-flips of the data set: each real image flipped with probability 1/2
+                flip = torch.rand(len(idx), device=device) < 0.5
+                real = torch.where(flip[:, None, None, None], real.flip(3), real)
+            y = y_all[idx] if conditional else None
+            z = torch.randn(len(idx), z_dim, device=device)
+            if several:  # every rank drew the whole global batch above (the same streams); each trains on its slice
+                real, z = distributed.shard(real), distributed.shard(z)
+                y = distributed.shard(y) if y is not None else None
 
-        # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
-        with autocast(device, amp_dtype):
-            fake = G_net(z, y)
-            d_real = D_net(aug(real), y).float()
-            d_fake = D_net(aug(fake.detach()), y).float()
-        loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
-        opt_D.zero_grad(set_to_none=True)
-        loss_D.backward()
-        opt_D.step()
-        if ada is not None:
-            ada.accumulate(distributed.gather(d_real.detach()))  # r_t over the global batch
-
-        # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
-        if use_r1 and step % r1_interval == 0:
-            real_tmp = real.detach().requires_grad_(True)
-            d_r1 = D_net(aug(real_tmp), y).float()
-            (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
-            penalty = grad.square().sum(dim=[1, 2, 3])
-            loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
-            outside: list = []
-            if several:  # every D parameter in the graph (D's output bias is not in R1's), as DDP's reduction waits for all
-                outside = params_outside(loss_r1, D)
-                loss_r1 = loss_r1 + d_r1.sum() * 0
+            # D: maximise log D(x) + log(1 - D(G(z))), as softplus on logits, every image augmented.
+            with autocast(device, amp_dtype):
+                fake = G_net(z, y)
+                d_real = D_net(aug(real), y).float()
+                d_fake = D_net(aug(fake.detach()), y).float()
+            loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             opt_D.zero_grad(set_to_none=True)
-            loss_r1.backward()
-            for p in outside:  # no gradient, as on one process: Adam leaves them (and their moments) alone
-                p.grad = None
+            loss_D.backward()
             opt_D.step()
-            stats.report("loss/r1", *distributed.mean(penalty.mean()))
+            if ada is not None:
+                ada.accumulate(distributed.gather(d_real.detach()))  # r_t over the global batch
 
-        # G: maximise log D(G(z)) (the non-saturating loss). D itself, not its DDP wrapper: only G's gradients
-        # are averaged over the ranks here, D's are discarded before its next step.
-        with autocast(device, amp_dtype):
-            d_gen = D(aug(fake), y).float()
-        loss_G = F.softplus(-d_gen).mean()
-        opt_G.zero_grad(set_to_none=True)
-        loss_G.backward()
-        opt_G.step()
+            # D, lazily every r1_interval steps: R1 = gamma/2 E[|grad_x D(x)|^2] on (augmented) reals, times the interval.
+            if use_r1 and step % r1_interval == 0:
+                real_tmp = real.detach().requires_grad_(True)
+                d_r1 = D_net(aug(real_tmp), y).float()
+                (grad,) = torch.autograd.grad(d_r1.sum(), real_tmp, create_graph=True)
+                penalty = grad.square().sum(dim=[1, 2, 3])
+                loss_r1 = penalty.mean() * (r1_gamma / 2) * r1_interval
+                outside: list = []
+                if several:  # every D parameter in the graph (D's output bias is not in R1's), as DDP's reduction waits for all
+                    outside = params_outside(loss_r1, D)
+                    loss_r1 = loss_r1 + d_r1.sum() * 0
+                opt_D.zero_grad(set_to_none=True)
+                loss_r1.backward()
+                for p in outside:  # no gradient, as on one process: Adam leaves them (and their moments) alone
+                    p.grad = None
+                opt_D.step()
+                stats.report("loss/r1", *distributed.mean(penalty.mean()))
 
-        # G_ema: half-life ema_kimg thousand images, ramped up over the first images as StyleGAN2-ADA does.
-        cur_nimg += len(idx)
-        step += 1
-        if G_ema is not None:
-            ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
-            ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
+            # G: maximise log D(G(z)) (the non-saturating loss). D itself, not its DDP wrapper: only G's gradients
+            # are averaged over the ranks here, D's are discarded before its next step.
+            with autocast(device, amp_dtype):
+                d_gen = D(aug(fake), y).float()
+            loss_G = F.softplus(-d_gen).mean()
+            opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            opt_G.step()
 
-        # ADA: move p toward r_t = target every ada_interval minibatches.
-        if ada is not None:
-            rt = ada.update(len(idx))
-            if rt is not None:
-                stats.report("augment/rt", rt)
-        if pipe is not None:
-            stats.report("augment/p", float(pipe.p))
-        # Several processes: the means over the global batch (of the ranks' equal slices).
-        rep_G, rep_D, rep_real, rep_fake = distributed.mean(loss_G, loss_D, torch.sigmoid(d_real).mean(),
-                                                            torch.sigmoid(d_fake).mean())
-        stats.report("loss/G", rep_G)
-        stats.report("loss/D", rep_D)
-        stats.report("D(x)", rep_real)
-        stats.report("D(G(z))", rep_fake)
-        bar.update(1)
-        if step % 10 == 0:
-            post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}
+            # G_ema: half-life ema_kimg thousand images, ramped up over the first images as StyleGAN2-ADA does.
+            cur_nimg += len(idx)
+            step += 1
+            if G_ema is not None:
+                ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
+                ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
+
+            # ADA: move p toward r_t = target every ada_interval minibatches.
+            if ada is not None:
+                rt = ada.update(len(idx))
+                if rt is not None:
+                    stats.report("augment/rt", rt)
             if pipe is not None:
-                post["p"] = f"{float(pipe.p):.3f}"
-            bar.set_postfix(post, refresh=False)
+                stats.report("augment/p", float(pipe.p))
+            # Several processes: the means over the global batch (of the ranks' equal slices).
+            rep_G, rep_D, rep_real, rep_fake = distributed.mean(loss_G, loss_D, torch.sigmoid(d_real).mean(),
+                                                                torch.sigmoid(d_fake).mean())
+            stats.report("loss/G", rep_G)
+            stats.report("loss/D", rep_D)
+            stats.report("D(x)", rep_real)
+            stats.report("D(G(z))", rep_fake)
+            bar.update(1)
+            if step % 10 == 0:
+                post = {"G": f"{loss_G.item():.3f}", "D": f"{loss_D.item():.3f}"}
+                if pipe is not None:
+                    post["p"] = f"{float(pipe.p):.3f}"
+                bar.set_postfix(post, refresh=False)
 
         # The end of an epoch: one row of metrics, and a grid every grid_every epochs.
         if step % steps_per_epoch == 0 or step == total:
@@ -382,28 +384,31 @@ def _train_pair(
             now = time.time()
             img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
             if evaluator is not None and eval_every and (epoch % eval_every == 0 or epoch == epochs):
-                scored = G_ema if G_ema is not None else G
-                # Its own noise: the evaluation must not move the training's random streams.
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    scores = evaluator(scored, cls)
-                for k, v in scores.items():
-                    stats.report(k, v)
-                if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
-                    best = {"fid": float(scores["fid/val"]), "epoch": epoch, "step": step, "kimg": cur_nimg / 1000,
-                            "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
+                with cost.phase("validation"):
+                    scored = G_ema if G_ema is not None else G
+                    # Its own noise: the evaluation must not move the training's random streams.
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        scores = evaluator(scored, cls)
+                    for k, v in scores.items():
+                        stats.report(k, v)
+                    if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
+                        best = {"fid": float(scores["fid/val"]), "epoch": epoch, "step": step, "kimg": cur_nimg / 1000,
+                                "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
             tick_start, tick_nimg = time.time(), cur_nimg
             row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
                              global_step=first_step + step, **extra)
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss/G", "loss/D", "D(x)", "D(G(z))", "augment/p")
                              if k in row}, refresh=False)
             if grid_dir is not None and (epoch % grid_every == 0 or epoch == epochs):
-                name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
-                grid = generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None)
-                save_grid(grid, grid_dir / name, nrow=8)
-                stats.image("grid" if cls is None else f"grid/class-{cls}", grid, step=first_step + step, nrow=8)
+                with cost.phase("grids"):
+                    name = f"epoch-{epoch:04d}.png" if cls is None else f"class-{cls}-epoch-{epoch:04d}.png"
+                    grid = generate(G_ema if G_ema is not None else G, fixed_z, fixed_y if conditional else None)
+                    save_grid(grid, grid_dir / name, nrow=8)
+                    stats.image("grid" if cls is None else f"grid/class-{cls}", grid, step=first_step + step, nrow=8)
 
         # A resumable checkpoint when one is due (or Ctrl-C asked for one), after the step's every update.
-        on_step(step, total, pair_state)
+        with cost.phase("checkpoint"):
+            on_step(step, total, pair_state)
     bar.close()
     if best is not None:  # select: best-fid - the kept generator is the snapshot with the lowest validation FID
         (G_ema if G_ema is not None else G).load_state_dict(best["state"])

@@ -245,7 +245,7 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
     spent = {} if spent is None else spent
     with cell_lock(folder):
         before = _record_stamp(folder)
-        with cost.measure(spent, on_gpu=official):
+        with cost.measure(spent, on_gpu=official), cost.phases() as book:
             if kind == "split":
                 run_split(cfg, force=force, progress=progress)
             elif kind == "features":
@@ -267,6 +267,7 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
             else:
                 run_train_clf(cfg, arms=[arm_from_dict(spec["arm"])], seeds=[spec["seed"]], force=force,
                               progress=progress, resume=True)
+        spent["phases"] = cost.rounded(book, spent.get("wall_seconds"))  # where the cell's time went
         if _record_stamp(folder) != before:
             record_cost(folder, spent)
     return spent

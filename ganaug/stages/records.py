@@ -24,9 +24,9 @@ from ..classifiers import weights_identity
 from ..config import ArmConfig, Config, fingerprint, result_config, save_config, to_dict
 from ..data.sources import source_hflip
 from ..errors import CheckpointError, StageError
-from ..gans import GANS
+from ..gans import GANS, cpu_bf16
 from ..progress import echo
-from ..utils import StopRequest, atomic_write_json, file_sha256
+from ..utils import StopRequest, atomic_write_json, file_sha256, resolved_amp
 from .layout import RESUME_DIR, STAGE_FILE, RepLike, RunPaths, as_rep, paths
 
 # ----------------------------------------------------------------------------------------------------
@@ -72,6 +72,8 @@ def stage_config(cfg: Config, stage: Stage, rep: RepLike = None) -> Dict[str, An
         return out | {"domain": to_dict(cfg.evaluate.domain)}
     if stage in (GAN, SAMPLES, EVALUATE):
         out["gan"] = result_config("gan", cfg.gen(rep.generator)) | ({"seed": rep.seed} if rep.seed is not None else {})
+        if "amp" in out["gan"]:  # auto as this machine resolves it (bf16 on CPUs with native bfloat16)
+            out["gan"]["amp"] = resolved_amp(out["gan"]["amp"], cfg.device, cpu_bf16(cfg.gen(rep.generator)))
     if stage in (SAMPLES, EVALUATE):
         sample = cfg.sample_of(rep.generator)
         out["sample"] = result_config("sample", sample)
@@ -97,7 +99,8 @@ def clf_config(cfg: Config, arm: ArmConfig, seed: int) -> Dict[str, Any]:
     """Everything a classifier run depends on, as plain data."""
     return {
         "split": stage_fingerprint(cfg, SPLIT),
-        "classifier": result_config("classifier", cfg.classifier) | weights_identity(cfg.classifier),
+        "classifier": result_config("classifier", cfg.classifier) | weights_identity(cfg.classifier)
+        | {"amp": resolved_amp(cfg.classifier.amp, cfg.device)},
         "arm": to_dict(arm),
         "seed": seed,
         "augment": augment_config(cfg, arm),

@@ -9,7 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .. import distributed, memory
+from .. import cost, distributed, memory
 from ..checkpoint import cpu_state, save_checkpoint
 from ..classifiers import get_classifier, imagenet_kwargs
 from ..classifiers.models import load_imagenet_weights
@@ -78,14 +78,15 @@ def run_train_clf(cfg: Config, arms: Optional[Sequence[ArmConfig]] = None, seeds
         return [p.clf_run(a.name, s) for a in arms for s in seeds]
 
     # Load data once: the split, and the synthetic set if any arm needs it (memory-mapped, shared between runs).
-    memory.check(cfg, "train-clf", paths(cfg))
-    data, _ = load_split_data(cfg)
-    fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = {}  # images, labels, soft labels
-    for rep in sorted({cfg.rep_of(arm, seed) for arm, seed, _ in todo if arm.uses_synthetic},
-                      key=lambda r: (r.generator or "", r.seed or 0)):
-        require_stage(cfg, SAMPLES, rep)
-        fakes[rep] = (*load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes),
-                      read_soft_labels(p.samples(rep)))
+    with cost.phase("load"):
+        memory.check(cfg, "train-clf", paths(cfg))
+        data, _ = load_split_data(cfg)
+        fakes: Dict[Rep, Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]] = {}  # images, labels, soft labels
+        for rep in sorted({cfg.rep_of(arm, seed) for arm, seed, _ in todo if arm.uses_synthetic},
+                          key=lambda r: (r.generator or "", r.seed or 0)):
+            require_stage(cfg, SAMPLES, rep)
+            fakes[rep] = (*load_synthetic(p.samples(rep), tuple(data.train.images.shape[1:]), data.classes),
+                          read_soft_labels(p.samples(rep)))
     device = resolve_device(cfg.device)
     for i, (arm, seed, ckpt) in enumerate(todo, 1):
         fake_x, fake_y, fake_soft = fakes[cfg.rep_of(arm, seed)] if arm.uses_synthetic else (None, None, None)
@@ -118,19 +119,20 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
     ch, h, w = data.train.images.shape[1:]
 
     # Build the model, the batch source and the augmentation; all seeded by this run's seed.
-    generator = seed_everything(seed)
-    kwargs = {"resolution": int(h), "channels": int(ch), "num_classes": num_classes, "width": c.width,
-              **imagenet_kwargs(c)}
-    model = get_classifier(c.name, **kwargs)
-    if (c.pretrained or c.weights is not None) and ckpt is None:  # fine-tune from ImageNet weights
-        source = load_imagenet_weights(c.name, model, c.weights)
-        say(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
-    batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator, fake_soft)
-    augment = make_augment(cfg, arm)
-    mixer = LabelMix(arm.label_mix, getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0, num_classes) \
-        if arm.label_mix is not None else None
-    amp_dtype = autocast_dtype(c.amp, device)
-    channels_last = use_channels_last(c.channels_last, device)
+    with cost.phase("build"):
+        generator = seed_everything(seed)
+        kwargs = {"resolution": int(h), "channels": int(ch), "num_classes": num_classes, "width": c.width,
+                  **imagenet_kwargs(c)}
+        model = get_classifier(c.name, **kwargs)
+        if (c.pretrained or c.weights is not None) and ckpt is None:  # fine-tune from ImageNet weights
+            source = load_imagenet_weights(c.name, model, c.weights)
+            say(f"train-clf {counter} {arm.name} seed {seed}: {c.name} from {source}, inputs resized to {kwargs['input_size']}")
+        batches = BatchSource(arm, data.train.images, data.train.labels, fake_x, fake_y, num_classes, generator, fake_soft)
+        augment = make_augment(cfg, arm)
+        mixer = LabelMix(arm.label_mix, getattr(cfg.augment, f"{arm.label_mix}_alpha") or 1.0, num_classes) \
+            if arm.label_mix is not None else None
+        amp_dtype = autocast_dtype(c.amp, device)
+        channels_last = use_channels_last(c.channels_last, device)
 
     if ckpt is not None:
         if ckpt["data_fingerprint"] != data.fingerprint:
@@ -161,42 +163,48 @@ def _train_one(cfg: Config, arm: ArmConfig, seed: int, data: SplitData, fake_x: 
             return
 
         # Test: once, with the selected weights.
-        pred = predict(res["model"], data.test.images, device=device, amp_dtype=amp_dtype, channels_last=channels_last)
-        test = classification_report(data.test.labels, pred, data.classes)
+        with cost.phase("test"):
+            pred = predict(res["model"], data.test.images, device=device, amp_dtype=amp_dtype,
+                           channels_last=channels_last)
+            test = classification_report(data.test.labels, pred, data.classes)
 
-        state = cpu_state(res["model"])
-        save_checkpoint(out / "best.pt", {
-            "kind": "classifier", "name": c.name, "kwargs": kwargs, "state_dict": state,
-            "optimizer": res["optimizer"], "step": res["best_step"], "rng": rng_state(), "config": to_dict(cfg),
-            "data_fingerprint": data.fingerprint, "classes": data.classes,
-        })
-        result = {
-            "arm": arm.name,
-            "seed": seed,
-            "gan_seed": (rep.seed if rep.seed is not None else cfg.gen(rep.generator).seed) if arm.uses_synthetic else None,
-            "generator": rep.generator if arm.uses_synthetic else None,
-            # Which synthetic set, relative to out_dir, so `compare` can audit it.
-            "synthetic_set": p.relative(p.samples(rep)) if arm.uses_synthetic else None,
-            "arm_config": to_dict(arm),
-            "test": test,
-            "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},
-            "budget": {"steps": c.steps, "batch_size": c.batch_size},
-            "train_pool": {"real": int(batches.is_real.sum()), "synthetic": int((~batches.is_real).sum())
-                           + (len(batches.fake_y) if batches.p_real is not None else 0)},
-            "seen": res["seen"],
-            # Counted where it happened: the images model selection scored, and how often the test set was read.
-            "protocol": {"validation_hashes": res["val_hashes"], "test_evaluations": data.test.reads - test_reads},
-            "data_fingerprint": data.fingerprint,
-            "train_seconds": round(train_seconds, 2),
-            "world_size": distributed.world(),  # processes that trained it (not in the fingerprint: any number is the same run)
-            "threads": torch.get_num_threads(),  # torch threads per process (executor.clf_threads; CPU numbers depend on it)
-        }
-        if batches.soft_rows is not None:  # only then: results without soft labels stay as they were
-            result["soft_labels"] = True
-        atomic_write_json(out / "result.json", result)
-        save_config(cfg, out / "config.yaml")
-        write_record(out, "classifier", fp, config, started,
-                     {"resumed_from_step": ckpt["step"] if ckpt is not None else None})
+        with cost.phase("write"):  # the checkpoint, result, config and record
+            state = cpu_state(res["model"])
+            save_checkpoint(out / "best.pt", {
+                "kind": "classifier", "name": c.name, "kwargs": kwargs, "state_dict": state,
+                "optimizer": res["optimizer"], "step": res["best_step"], "rng": rng_state(), "config": to_dict(cfg),
+                "data_fingerprint": data.fingerprint, "classes": data.classes,
+            })
+            result = {
+                "arm": arm.name,
+                "seed": seed,
+                "gan_seed": (rep.seed if rep.seed is not None else cfg.gen(rep.generator).seed) if arm.uses_synthetic else None,
+                "generator": rep.generator if arm.uses_synthetic else None,
+                # Which synthetic set, relative to out_dir, so `compare` can audit it.
+                "synthetic_set": p.relative(p.samples(rep)) if arm.uses_synthetic else None,
+                "arm_config": to_dict(arm),
+                "test": test,
+                "val": {"accuracy": res["best_val_acc"], "selected_step": res["best_step"], "n": len(data.val.labels)},
+                "budget": {"steps": c.steps, "batch_size": c.batch_size},
+                "train_pool": {"real": int(batches.is_real.sum()), "synthetic": int((~batches.is_real).sum())
+                               + (len(batches.fake_y) if batches.p_real is not None else 0)},
+                "seen": res["seen"],
+                # Counted where it happened: the images model selection scored, and how often the test set was read.
+                "protocol": {"validation_hashes": res["val_hashes"], "test_evaluations": data.test.reads - test_reads},
+                "data_fingerprint": data.fingerprint,
+                "train_seconds": round(train_seconds, 2),
+                # processes that trained it (not in the fingerprint: any number is the same run)
+                "world_size": distributed.world(),
+                "threads": torch.get_num_threads(),  # torch threads per process (executor.clf_threads; CPU numbers depend on it)
+                # how it computed, as chosen for this device (amp, channels_last: auto resolves per device)
+                "precision": "bfloat16" if amp_dtype is not None else "float32", "channels_last": channels_last,
+            }
+            if batches.soft_rows is not None:  # only then: results without soft labels stay as they were
+                result["soft_labels"] = True
+            atomic_write_json(out / "result.json", result)
+            save_config(cfg, out / "config.yaml")
+            write_record(out, "classifier", fp, config, started,
+                         {"resumed_from_step": ckpt["step"] if ckpt is not None else None})
     distributed.barrier()  # the other ranks go on once the run is whole
     echo(f"train-clf {counter} {arm.name} seed {seed}: val {res['best_val_acc']:.4f} (step {res['best_step']}), "
          f"test acc {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} in {train_seconds:.0f}s")

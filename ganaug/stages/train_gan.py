@@ -10,11 +10,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from .. import distributed
+from .. import cost, distributed
 from ..checkpoint import cpu_state, load_checkpoint, save_checkpoint
 from ..config import Config, GanConfig, Rep, to_dict
 from ..errors import CheckpointError, ConfigError
-from ..gans import GANS, gan_kwargs, get_gan, train_generator
+from ..gans import GANS, cpu_bf16, gan_kwargs, get_gan, train_generator
 from ..gans.official import load_official_generator
 from ..plots import plot_gan_metrics
 from ..progress import echo
@@ -112,7 +112,8 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
                         command=GAN.command)
 
     # Load data: the training part of the split, nothing else.
-    data, manifest = load_split_data(cfg)
+    with cost.phase("load"):
+        data, manifest = load_split_data(cfg)
     if ckpt is not None and ckpt["data_fingerprint"] != manifest["fingerprint"]:
         raise CheckpointError(f"checkpoint '{ckpt['path']}' was trained on another split; "
                               f"rerun `{GAN.command}` with --force to start over on this one")
@@ -120,13 +121,14 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
     num_classes = len(data.classes)
 
     # Build networks.
-    device = resolve_device(cfg.device)
-    seed = g.seed if rep.seed is None else rep.seed
-    generator = seed_everything(seed)
-    kwargs = gan_kwargs(g, resolution=h, channels=c, num_classes=num_classes)
-    nets = get_gan(g.name, **kwargs)
-    amp_dtype = autocast_dtype(g.amp, device)
-    channels_last = use_channels_last(g.channels_last, device)
+    with cost.phase("build"):
+        device = resolve_device(cfg.device)
+        seed = g.seed if rep.seed is None else rep.seed
+        generator = seed_everything(seed)
+        kwargs = gan_kwargs(g, resolution=h, channels=c, num_classes=num_classes)
+        nets = get_gan(g.name, **kwargs)
+        amp_dtype = autocast_dtype(g.amp, device, cpu_bf16(g))
+        channels_last = use_channels_last(g.channels_last, device)
     sizes = f"G {sum(t.numel() for t in nets.G.parameters()) / 1e6:.2f}M" + (
         f" / D {sum(t.numel() for t in nets.D.parameters()) / 1e6:.2f}M" if nets.D is not None else "")
     augment = getattr(g, "augment", None)
@@ -140,7 +142,7 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
         say(f"train-gan: resuming from {ckpt['path']} (step {ckpt['step']}, {ckpt['cur_nimg'] / 1000:g} kimg)")
 
     # Train, saving resumable checkpoints as configured; Ctrl-C / SIGTERM saves one and stops.
-    with preserve_rng():  # building the evaluator (a network) must not move the GAN's random streams
+    with preserve_rng(), cost.phase("build"):  # building the evaluator (a network) must not move the GAN's streams
         evaluator, val_hashes = (make_evaluator(cfg, data, device) if g.eval_every and main else (None, None))
     meta = {"kind": "gan", "name": g.name, "kwargs": kwargs, "config": to_dict(cfg),
             "data_fingerprint": manifest["fingerprint"], "fingerprint": fp, "stage_config": config,
@@ -161,29 +163,32 @@ def _train_one(cfg: Config, rep: Rep, force: bool, progress: bool, resume: bool)
             distributed.barrier()
             return p.gan_checkpoint(rep)
         # Which snapshot was kept, and on which images it was chosen (the audit: never a test image).
-        selection = {"kind": g.select or "last", "pairs": result["selection"], "val_hashes": val_hashes}
-        save_checkpoint(out / "checkpoint.pt", {
-            **meta,
-            "state_dict": {k: cpu_state(result[k]) if result[k] is not None else {} for k in ("G", "D", "G_ema")},
-            "optimizer": result["optimizer"],
-            "augment": result["augment"],
-            "step": result["step"],
-            "cur_nimg": result["cur_nimg"],
-            "rng": rng_state(),
-            "selection": selection,
-        })
-        # What the GAN saw, image by image (hashed where its loop was handed them), and what chose its snapshot,
-        # for the protocol audit in `compare`.
-        atomic_write_json(out / TRAINED_ON, trained_on(result["trained_hashes"], manifest, "gans.train_generator"))
-        if g.select == "best-fid":
-            atomic_write_json(out / SELECTION, selection)
-        plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
-                         title=f"{g.name}{f' ({rep.generator})' if rep.generator else ''} seed {seed}: training")
-        write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
-                                                       "seed": seed, **output_hashes(out, "checkpoint.pt"),
-                                                       "selection": {k: v for k, v in selection.items() if k != "val_hashes"},
-                                                       "resumed_from_step": ckpt["step"] if ckpt is not None else None,
-                                                       "world_size": distributed.world()})
+        with cost.phase("write"):  # the checkpoint, what the GAN saw, its plot and record
+            selection = {"kind": g.select or "last", "pairs": result["selection"], "val_hashes": val_hashes}
+            save_checkpoint(out / "checkpoint.pt", {
+                **meta,
+                "state_dict": {k: cpu_state(result[k]) if result[k] is not None else {} for k in ("G", "D", "G_ema")},
+                "optimizer": result["optimizer"],
+                "augment": result["augment"],
+                "step": result["step"],
+                "cur_nimg": result["cur_nimg"],
+                "rng": rng_state(),
+                "selection": selection,
+            })
+            # What the GAN saw, image by image (hashed where its loop was handed them), and what chose its snapshot,
+            # for the protocol audit in `compare`.
+            atomic_write_json(out / TRAINED_ON, trained_on(result["trained_hashes"], manifest, "gans.train_generator"))
+            if g.select == "best-fid":
+                atomic_write_json(out / SELECTION, selection)
+            plot_gan_metrics(read_jsonl(out / "metrics.jsonl"), out / "training.png",
+                             title=f"{g.name}{f' ({rep.generator})' if rep.generator else ''} seed {seed}: training")
+            write_record(out, "gan", fp, config, started, {"steps": result["step"], "kimg": result["cur_nimg"] / 1000,
+                                                           "seed": seed, **output_hashes(out, "checkpoint.pt"),
+                                                           "selection": {k: v for k, v in selection.items() if k != "val_hashes"},
+                                                           "resumed_from_step": ckpt["step"] if ckpt is not None else None,
+                                                           "world_size": distributed.world(),
+                                                           "precision": "bfloat16" if amp_dtype is not None else "float32",
+                                                           "channels_last": channels_last})
     distributed.barrier()  # the other ranks go on once the stage is whole
     last = stats.last
     seconds = time.time() - started
