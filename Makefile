@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-stylegan2 resume-check clean
+.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-vs-torchvision bench-vs-dcgan bench-stylegan2 resume-check clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -34,8 +34,15 @@ docs:  ## the docs site into site/; --strict: a broken link or anchor fails (as 
 docs-serve:  ## the docs site at http://127.0.0.1:8000, rebuilt as you edit
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve
 
-bench:  ## per-step timings of the GAN and classifier per precision setting on this device
+bench:  ## per-step timings per precision setting, then where a classifier cell's and a GAN cell's time goes, phase by phase
 	$(PY) scripts/bench_steps.py
+	$(PY) scripts/bench_cells.py --gan-epochs 20
+
+bench-vs-torchvision:  ## `ganaug train-clf` against a plain torchvision ImageFolder + DataLoader loop, whole processes, paired
+	$(PY) scripts/bench_vs_torchvision.py --runs 3
+
+bench-vs-dcgan:  ## `ganaug train-gan` against pytorch/examples' dcgan/main.py (DCGAN=path/to/examples/dcgan/main.py)
+	$(PY) scripts/bench_vs_dcgan.py --dcgan $(DCGAN) --runs 3
 
 bench-stylegan2:  ## a native StyleGAN2 step per preset and resolution; OFFICIAL=path/to/stylegan2-ada-pytorch adds the ratio
 	$(PY) scripts/bench_stylegan2.py $(if $(OFFICIAL),--official $(OFFICIAL))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict
 
@@ -14,6 +15,10 @@ from PIL import Image
 from ganaug.cli import main
 
 CLASSES = ("bars", "columns", "diagonal")
+
+# float32 for amp: auto on every CPU (bfloat16 where the CPU has it otherwise): the tests' numbers are the same on
+# every host. Set before any cell runs, so spawned workers inherit it; the bf16 path has tests of its own.
+os.environ.setdefault("GANAUG_CPU_BF16", "0")
 
 
 def pattern(cls: int, rng: np.random.Generator, size: int = 16) -> np.ndarray:

@@ -98,8 +98,13 @@ def _overlap(record: Dict[str, Any]) -> int:
     return most
 
 
-def test_local_executor_gives_the_serial_table_with_the_defaults(tmp_path: Path, image_folder: Path) -> None:
+@pytest.mark.parametrize("bf16", ["0", "1"], ids=["float32", "bf16"])
+def test_local_executor_gives_the_serial_table_with_the_defaults(tmp_path: Path, image_folder: Path, bf16: str,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32, and bfloat16 as amp: auto chooses on CPUs that have it (forced here on any CPU): one table."""
     from ganaug.executors.base import available_cores, default_threads
+
+    monkeypatch.setenv("GANAUG_CPU_BF16", bf16)  # the spawned workers inherit it
 
     serial = cfg_file(tmp_path, image_folder, "serial")
     local = cfg_file(tmp_path, image_folder, "local")
@@ -116,6 +121,7 @@ def test_local_executor_gives_the_serial_table_with_the_defaults(tmp_path: Path,
     assert _overlap(record) <= max(available_cores(), default_threads()), "the cores are never oversubscribed"
     results = [json.loads(f.read_text()) for f in (tmp_path / "local" / "clf").glob("*/seed-*/result.json")]
     assert {res["threads"] for res in results} == {1}
+    assert {res["precision"] for res in results} == {"bfloat16" if bf16 == "1" else "float32"}  # recorded as chosen
     assert (tmp_path / "local" / "logs" / "clf__real__seed-0.log").read_text().startswith("# cell clf/real/seed-0")
     # Run again: every cell is done, nothing is submitted.
     r = ok("run", "-c", str(local), "--executor", "local", "--set", "executor.workers=2")
