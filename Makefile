@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-vs-torchvision bench-vs-dcgan bench-stylegan2 resume-check clean
+.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-vs-torchvision bench-vs-dcgan bench-default bench-stylegan2 resume-check clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -43,6 +43,9 @@ bench-vs-torchvision:  ## `ganaug train-clf` against a plain torchvision ImageFo
 
 bench-vs-dcgan:  ## `ganaug train-gan` against pytorch/examples' dcgan/main.py (DCGAN=path/to/examples/dcgan/main.py)
 	$(PY) scripts/bench_vs_dcgan.py --dcgan $(DCGAN) --runs 3
+
+bench-default:  ## the bundled default's wall time here against BEFORE=<commit>, side by side (minutes per run)
+	$(PY) scripts/bench_default.py --before $(BEFORE)
 
 bench-stylegan2:  ## a native StyleGAN2 step per preset and resolution; OFFICIAL=path/to/stylegan2-ada-pytorch adds the ratio
 	$(PY) scripts/bench_stylegan2.py $(if $(OFFICIAL),--official $(OFFICIAL))
