@@ -145,7 +145,7 @@ def main() -> None:
     cfg_path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     ganaug = [sys.executable, "-m", "ganaug"]
     exported = out / "exported"
-    run_setup(ganaug + ["split", "-c", str(cfg_path), "-q"])
+    run_setup(ganaug + ["split", "-c", str(cfg_path), "-q", "--force"])
     run_setup(ganaug + ["export", "-c", str(cfg_path), "--what", "train", "--format", "imagefolder",
                         "-o", str(exported), "--force", "-q"])
     n_exported = sum(1 for p in exported.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
