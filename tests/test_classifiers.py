@@ -77,3 +77,25 @@ def test_classification_report_is_scikit_learns(case) -> None:
     assert r["confusion_matrix"] == confusion_matrix(t, p, labels=list(range(k))).tolist()
     assert r["macro_f1"] == pytest.approx(f1_score(t, p, labels=list(range(k)), average="macro", zero_division=0),
                                           abs=1e-12)
+
+
+def test_foreach_adamw_trains_what_the_per_parameter_loop_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The classifier's AdamW uses torch's foreach kernels: the weights after training are the loop's (torch's CPU
+    default), bit for bit, so no result changes."""
+    from .test_gans import _without_foreach
+
+    def train() -> dict:
+        train_x, train_y = patterns(10, 0)
+        gen = torch.Generator().manual_seed(0)
+        torch.manual_seed(0)
+        model = get_classifier("small-cnn", resolution=16, channels=1, num_classes=3, width=8)
+        out = train_classifier(model, batches=BatchSource(ArmConfig(), train_x, train_y, None, None, 3, gen), augment=None,
+                               val_images=train_x, val_labels=train_y, steps=12, batch_size=8, lr=3e-3, weight_decay=5e-4,
+                               schedule="cosine", eval_every=12, device=torch.device("cpu"), amp_dtype=None,
+                               channels_last=True, generator=gen, stats=Stats(None), progress=False)
+        return {k: v.clone() for k, v in out["model"].state_dict().items()}
+
+    fast = train()
+    _without_foreach(monkeypatch)
+    slow = train()
+    assert all(torch.equal(fast[k], slow[k]) for k in fast)

@@ -115,3 +115,38 @@ def test_missing_or_broken_checkpoint_is_a_named_error(tmp_path: Path) -> None:
     torch.save({"kind": "classifier"}, tmp_path / "clf.pt")
     with pytest.raises(CheckpointError, match="not a ganaug gan checkpoint"):
         load_generator(tmp_path / "clf.pt")
+
+
+def _without_foreach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adam and AdamW as torch builds them on a CPU by default: the loop over the parameters."""
+    for cls in (torch.optim.Adam, torch.optim.AdamW):
+        init = cls.__init__
+
+        def loop(self, *args, _init=init, **kwargs):
+            kwargs["foreach"] = False
+            _init(self, *args, **kwargs)
+
+        monkeypatch.setattr(cls, "__init__", loop)
+
+
+@pytest.mark.parametrize("name", list_gans())
+def test_foreach_adam_trains_what_the_per_parameter_loop_does(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every family's optimizers use torch's foreach kernels (faster on CPUs, where the loop is the default): the
+    networks after a few steps are those of the loop, bit for bit, so no result changes."""
+
+    def train() -> dict:
+        torch.manual_seed(0)
+        images = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
+        nets = get_gan(name, resolution=16, channels=1, num_classes=3, **net_kwargs(name))
+        out = train_generator(nets, tiny(name), images=images, labels=torch.arange(3).repeat(8), num_classes=3, epochs=2,
+                              kimg=None, batch_size=8, lr=2e-4, betas=(0.5, 0.999), ema_kimg=1.0,
+                              device=torch.device("cpu"), amp_dtype=None, channels_last=True,
+                              generator=torch.Generator().manual_seed(0), stats=Stats(None), grid_dir=None,
+                              grid_every=1, progress=False)
+        return {k: v.clone() for k, v in out["G"].state_dict().items()}
+
+    fast = train()
+    with monkeypatch.context() as m:
+        _without_foreach(m)
+        slow = train()
+    assert fast.keys() == slow.keys() and all(torch.equal(fast[k], slow[k]) for k in fast)

@@ -79,7 +79,7 @@ def train_likelihood(
     # Build: the model on the device, its moving average, the optimizer; the data order.
     model = model.to(device)
     G_ema = copy.deepcopy(model).eval().requires_grad_(False) if ema_kimg > 0 else None
-    opt = torch.optim.Adam(trained.parameters(), lr=lr, betas=(float(betas[0]), float(betas[1])))
+    opt = torch.optim.Adam(trained.parameters(), lr=lr, betas=(float(betas[0]), float(betas[1])), foreach=True)
     x_all, y_all = images.to(device), labels.to(device)
     n = len(x_all)
     sampler = EpochSampler(n, generator)

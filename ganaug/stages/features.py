@@ -57,7 +57,7 @@ def _domain_checkpoint(cfg: Config, force: bool, progress: bool = False) -> Path
     generator = seed_everything(d.seed)
     kwargs = {"resolution": h, "channels": ch, "num_classes": len(data.classes), "width": d.width}
     model = get_classifier("small-cnn", **kwargs).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=5e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=d.lr, weight_decay=5e-4, foreach=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, d.steps) / d.steps)))
     sampler = EpochSampler(len(data.train.labels), generator)
     echo(f"features: training the domain extractor (small-cnn width {d.width}, {d.steps} steps) on the "
