@@ -131,7 +131,7 @@ def _without_foreach(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("name", list_gans())
 def test_foreach_adam_trains_what_the_per_parameter_loop_does(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every family's optimizers use torch's foreach kernels (faster on CPUs, where the loop is the default): the
+    """Every family's optimizers use torch's foreach kernels (fewer kernels than the loop, torch's CPU default): the
     networks after a few steps are those of the loop, bit for bit, so no result changes."""
 
     def train() -> dict:

@@ -73,7 +73,7 @@ def train_classifier(
             model = model.to(memory_format=torch.channels_last)
         several = distributed.world() > 1
         net = distributed.wrap(model, device)  # what trains: DDP over the ranks, or the model itself on one process
-        # foreach: the same numbers as torch's per-parameter loop, the CPU default, in fewer, larger kernels
+        # foreach: the same numbers as torch's per-parameter loop, the CPU default, in fewer kernels
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         if schedule == "cosine":
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))

@@ -260,7 +260,8 @@ def _train_pair(
     # regulariser's extra steps do not change the effective learning rate and momentum.
     use_r1 = r1_gamma > 0
     ratio = r1_interval / (r1_interval + 1) if use_r1 else 1.0
-    # foreach: the numbers of torch's per-parameter loop (the CPU default), bit for bit, and 10-16% faster cGAN steps
+    # foreach: the numbers of torch's per-parameter loop (the CPU default), bit for bit, in fewer kernels (the cGAN's
+    # two Adam steps 0.67 ms instead of 0.79 at 2 threads: small beside its 30-40 ms training step)
     opt_G = torch.optim.Adam(G.parameters(), lr=lr, betas=(float(betas[0]), float(betas[1])), foreach=True)
     opt_D = torch.optim.Adam(D.parameters(), lr=lr * ratio, betas=(float(betas[0]) ** ratio, float(betas[1]) ** ratio),
                              foreach=True)
