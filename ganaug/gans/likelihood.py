@@ -29,7 +29,7 @@ from ..data.images import to_float
 from ..data.mixing import EpochSampler
 from ..progress import bar as progress_bar
 from ..utils import Stats, autocast, rng_state, set_rng_state
-from .training import ema_update, generate, save_grid
+from .training import ema_step, generate, save_grid, score_snapshot
 
 # loss(model, x in [-1, 1], y, cur_nimg, generator) -> (scalar to minimise, {name: value} to report)
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor, int, torch.Generator], tuple]
@@ -142,9 +142,7 @@ def train_likelihood(
         opt.step()
         cur_nimg += len(idx)
         step += 1
-        if G_ema is not None:
-            ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
-            ema_update(G_ema, model, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
+        ema_step(G_ema, model, len(idx), cur_nimg, ema_kimg)
         # Several processes: the means over the global batch (of the ranks' equal slices).
         keys = [k for k, v in reports.items() if torch.is_tensor(v)]
         reports.update(zip(keys, distributed.mean(*(reports[k] for k in keys)) if keys else []))
@@ -157,13 +155,8 @@ def train_likelihood(
             epoch = math.ceil(step / steps_per_epoch)
             scored = G_ema if G_ema is not None else model
             if evaluator is not None and eval_every and (epoch % eval_every == 0 or epoch == epochs):
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    scores = evaluator(scored, None)
-                for k, v in scores.items():
-                    stats.report(k, v)
-                if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
-                    best = {"fid": float(scores["fid/val"]), "epoch": epoch, "step": step, "kimg": cur_nimg / 1000,
-                            "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
+                best = score_snapshot(evaluator, scored, None, device, stats, select, best, epoch=epoch, step=step,
+                                      kimg=cur_nimg / 1000)
             now = time.time()
             row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3),
                              img_per_s=round((cur_nimg - tick_nimg) / max(now - tick_start, 1e-9), 2))

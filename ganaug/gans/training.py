@@ -31,10 +31,36 @@ from .base import GANS, GanNets
 
 @torch.no_grad()
 def ema_update(G_ema: nn.Module, G: nn.Module, beta: float) -> None:
+    """G_ema <- beta G_ema + (1 - beta) G; buffers copied."""
     for p_ema, p in zip(G_ema.parameters(), G.parameters()):
         p_ema.copy_(p.detach().lerp(p_ema, beta))
     for b_ema, b in zip(G_ema.buffers(), G.buffers()):
         b_ema.copy_(b)
+
+
+def score_snapshot(evaluator: Callable[[nn.Module, Optional[int]], Dict[str, float]], scored: nn.Module,
+                   cls: Optional[int], device: torch.device, stats: Stats, select: Optional[str],
+                   best: Optional[Dict[str, Any]], **where: Any) -> Optional[Dict[str, Any]]:
+    """Validation scores of `scored` (on their own noise: the training's random streams do not move), reported to
+    `stats`; with select: best-fid, the snapshot of lowest FID so far (`best`, returned updated; `where`: its epoch,
+    step and kimg)."""
+    with cost.phase("validation"):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            scores = evaluator(scored, cls)
+        for k, v in scores.items():
+            stats.report(k, v)
+        if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
+            best = {"fid": float(scores["fid/val"]), **where,
+                    "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
+    return best
+
+
+def ema_step(G_ema: Optional[nn.Module], G: nn.Module, batch: int, cur_nimg: int, ema_kimg: float) -> None:
+    """After a step of `batch` images (`cur_nimg` shown so far): G_ema's half-life is ema_kimg thousand images, ramped
+    up over the first images as StyleGAN2-ADA does (nothing without a G_ema)."""
+    if G_ema is not None:
+        ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
+        ema_update(G_ema, G, 0.5 ** (batch / max(ema_nimg, 1e-8)))
 
 
 def params_outside(loss: torch.Tensor, module: nn.Module) -> list:
@@ -352,12 +378,9 @@ def _train_pair(
             loss_G.backward()
             opt_G.step()
 
-            # G_ema: half-life ema_kimg thousand images, ramped up over the first images as StyleGAN2-ADA does.
             cur_nimg += len(idx)
             step += 1
-            if G_ema is not None:
-                ema_nimg = min(ema_kimg * 1000, cur_nimg * 0.05)
-                ema_update(G_ema, G, 0.5 ** (len(idx) / max(ema_nimg, 1e-8)))
+            ema_step(G_ema, G, len(idx), cur_nimg, ema_kimg)
 
             # ADA: move p toward r_t = target every ada_interval minibatches.
             if ada is not None:
@@ -387,16 +410,8 @@ def _train_pair(
             now = time.time()
             img_per_s = (cur_nimg - tick_nimg) / max(now - tick_start, 1e-9)
             if evaluator is not None and eval_every and (epoch % eval_every == 0 or epoch == epochs):
-                with cost.phase("validation"):
-                    scored = G_ema if G_ema is not None else G
-                    # Its own noise: the evaluation must not move the training's random streams.
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        scores = evaluator(scored, cls)
-                    for k, v in scores.items():
-                        stats.report(k, v)
-                    if select == "best-fid" and (best is None or scores["fid/val"] < best["fid"]):
-                        best = {"fid": float(scores["fid/val"]), "epoch": epoch, "step": step, "kimg": cur_nimg / 1000,
-                                "state": {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}}
+                best = score_snapshot(evaluator, G_ema if G_ema is not None else G, cls, device, stats, select, best,
+                                      epoch=epoch, step=step, kimg=cur_nimg / 1000)
             tick_start, tick_nimg = time.time(), cur_nimg
             row = stats.tick(epoch=epoch, step=step, kimg=round(cur_nimg / 1000, 3), img_per_s=round(img_per_s, 2),
                              global_step=first_step + step, **extra)
