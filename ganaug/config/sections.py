@@ -238,8 +238,8 @@ class ClassifierConfig(Section):
     eval_every: Int = 100
     """Steps between validation passes (real validation images only)"""
     amp: Annotated[Literal["auto", "bf16", "off"], Switch] = "auto"
-    """Mixed precision, as for the GAN: auto (bfloat16 autocast on CUDA, float32 elsewhere), bf16 or off (see the
-    Performance guide)"""
+    """Mixed precision: auto (bfloat16 autocast on CUDA and on CPUs with native bfloat16, float32 elsewhere), bf16
+    or off (see the Performance guide)"""
     channels_last: Annotated[Literal["auto", "on", "off"], Switch] = "auto"
     """The channels_last memory format, as for the GAN: auto (on for CPU and CUDA), on or off"""
     pretrained: bool = False

@@ -65,8 +65,8 @@ class GeneratorConfig(Section):
     grid_every: Int = 10
     """Epochs between fixed-noise sample grids"""
     amp: Annotated[Literal["auto", "bf16", "off"], Switch] = "auto"
-    """Mixed precision: auto (bfloat16 autocast on CUDA, float32 elsewhere), bf16 or off (see the Performance
-    guide)"""
+    """Mixed precision: auto (bfloat16 autocast on CUDA, and for cgan and dcgan on CPUs with native bfloat16;
+    float32 elsewhere), bf16 or off (see the Performance guide)"""
     channels_last: Annotated[Literal["auto", "on", "off"], Switch] = "auto"
     """The channels_last memory format: auto (on for CPU and CUDA), on or off (see the Performance guide)"""
 
