@@ -34,8 +34,8 @@ MARKER = "GANAUG_REPRODUCIBLE"  # "strict" in every process of a strict command;
 RECORDED_VARS = (*STRICT_PINS, "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE", *STRICT_CUDA,
                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", MARKER)
 # The CPU flags that decide which kernels run (x86 and Arm), recorded when present.
-CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "avx_vnni",
-                "asimd", "sve", "sve2")
+CPU_FEATURES = ("avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+                "avx_vnni", "asimd", "sve", "sve2")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -64,6 +64,7 @@ def clear_cache() -> None:
     """Forget the cached parts (tests; a process that changed its checkout)."""
     _fixed.cache_clear()
     _gpu_fixed.cache_clear()
+    _cpu.cache_clear()
 
 
 def _safe(f: Callable[[], Any]) -> Any:
@@ -117,8 +118,10 @@ def _after(text: str, marker: str) -> Optional[str]:
     return words[0].split("-")[0] if words else None
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu() -> Dict[str, Any]:
-    """Model, cores and the kernel-relevant flags, from the first processor block of /proc/cpuinfo (or platform)."""
+    """Model, cores and the kernel-relevant flags, from the first processor block of /proc/cpuinfo (or platform);
+    read once per process (callers copy it before changing it)."""
     info: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
@@ -275,6 +278,11 @@ def machines_note(records: Sequence[Optional[Dict[str, Any]]]) -> Optional[str]:
         one = unknown == 1
         why += f"; {unknown} more run{' does' if one else 's do'} not record where {'it' if one else 'they'} ran"
     return f"These runs come from {len(groups)} {what}: {', '.join(shown)}; {why}."
+
+
+def cpu_features() -> frozenset:
+    """This CPU's kernel-relevant flags (CPU_FEATURES it has; empty where they cannot be read)."""
+    return frozenset(_cpu()["features"] or ())
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import hashlib
 import json
 import os
@@ -215,15 +214,6 @@ def preserve_rng() -> Iterator[None]:
         set_rng_state(state)
 
 
-@functools.lru_cache(maxsize=None)
-def _cpu_flags() -> frozenset:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:  # not Linux: nothing assumed
-        return frozenset()
-    return frozenset(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
-
-
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16: Zen 4 and later, Cooper Lake,
     Sapphire Rapids and later); AVX2-only and older AVX-512 CPUs emulate it, more slowly than float32.
@@ -233,7 +223,9 @@ def native_bf16() -> bool:
     forced = os.environ.get("GANAUG_CPU_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    from .provenance import cpu_features
+
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_features())
 
 
 def autocast_dtype(setting: str, device: torch.device, cpu_bf16: bool = True) -> Optional[torch.dtype]:
@@ -249,13 +241,13 @@ def autocast_dtype(setting: str, device: torch.device, cpu_bf16: bool = True) ->
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    auto_bf16 = setting == "auto" and cpu_bf16 and device.type == "cpu" and native_bf16()
-    return torch.bfloat16 if setting == "bf16" or auto_bf16 else None
+    return torch.bfloat16 if resolved_amp(setting, device.type, cpu_bf16) == "bf16" else None
 
 
 def resolved_amp(setting: str, device_name: str, cpu_bf16: bool = True) -> str:
     """What a fingerprint records for `amp`: `auto` that means bfloat16 on this CPU is `bf16` (the same numbers as
-    writing bf16), so runs made in float32 before, or on another CPU, are not taken for it; otherwise the setting."""
+    writing bf16), so runs made in float32 before, or on another CPU, are not taken for it; otherwise the setting.
+    (`autocast_dtype` asks it too, so what trains and what the fingerprint says are one rule.)"""
     on_cpu = device_name == "cpu" or (device_name == "auto" and resolve_device("auto").type == "cpu")
     return "bf16" if setting == "auto" and cpu_bf16 and on_cpu and native_bf16() else setting
 

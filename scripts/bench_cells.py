@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pairing import machine_line  # noqa: E402
 
 CHILD = r"""
 import json, sys, time
@@ -49,18 +51,6 @@ print("BENCH " + json.dumps(out))
 PHASES = ("load", "build", "steps", "validation", "checkpoint", "grids", "test", "write", "other")
 
 
-def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor() or "unknown CPU")
-    flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("flags")), [])
-    isa = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
-    isa += ", bf16" if "avx512_bf16" in flags or "amx_bf16" in flags else ""
-    import torch
-
-    return f"{model} ({isa}), {os.cpu_count()} cores, torch {torch.__version__}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/mnist5k-cgan.yaml")
@@ -79,7 +69,7 @@ def main() -> None:
     if len(d["seeds"]) < 2:
         d["seeds"] = [0, 1]
     threads = cfg.executor.threads or min(4, os.cpu_count() or 1)
-    print(machine())
+    print(machine_line())
     t0 = time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(d), str(threads), str(cfg.executor.clf_threads),
                            "1" if args.skip_gan else "0"], capture_output=True, text=True)
