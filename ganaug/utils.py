@@ -221,7 +221,10 @@ def native_bf16() -> bool:
     GANAUG_CPU_BF16=0 answers no (float32 for `amp: auto`, as on a CPU without it: the numbers such a CPU gives,
     and what the test suite runs with); =1 answers yes (bf16 emulated where the hardware lacks it)."""
     forced = os.environ.get("GANAUG_CPU_BF16")
-    if forced in ("0", "1"):
+    if forced:  # set and not empty
+        if forced not in ("0", "1"):
+            raise ConfigError(f"environment variable GANAUG_CPU_BF16 is '{forced}'; set it to 0 (float32) or 1 "
+                              "(bfloat16) for amp: auto on CPUs, or unset it to go by the CPU")
         return forced == "1"
     from .provenance import cpu_features
 

@@ -60,8 +60,13 @@ def main() -> None:
     args = ap.parse_args()
 
     from ganaug.config import load_config, to_dict
+    from ganaug.errors import GanaugError
 
-    cfg = load_config(args.config)
+    try:
+        cfg = load_config(args.config)
+    except GanaugError as e:  # the config's own one-line error
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     d = to_dict(cfg)
     d["out_dir"] = str(args.out / cfg.name)
     if args.gan_epochs is not None and d.get("gan"):

@@ -48,8 +48,12 @@ def main() -> None:
     ap.add_argument("--logs", type=Path, default=None)
     args = ap.parse_args()
     before = Path(tempfile.mkdtemp(prefix="ganaug-before-"))
-    subprocess.run(["git", "worktree", "add", "--detach", "-f", str(before), args.before], cwd=ROOT, check=True,
-                   capture_output=True)
+    added = subprocess.run(["git", "worktree", "add", "--detach", "-f", str(before), args.before], cwd=ROOT,
+                           capture_output=True, text=True)
+    if added.returncode:
+        print(f"error: --before '{args.before}' is not a commit git can check out here "
+              f"({(added.stderr.strip().splitlines() or ['?'])[-1]}); give a hash, tag or branch", file=sys.stderr)
+        raise SystemExit(2)
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=before, capture_output=True, text=True,
                              check=True).stdout.strip()

@@ -277,3 +277,13 @@ def test_11_out_dir_with_a_nul_character(tmp_path: Path) -> None:
     data["out_dir"] = f"{run}\x00x"
     cfg = write_yaml(tmp_path / "nul.yaml", data)
     fails_cleanly(tmp_path, ["split", "-c", str(cfg)], "config key 'out_dir'", "NUL character", "remove it")
+
+
+@pytest.mark.parametrize("value", ["yes", "2"])
+def test_12_a_cpu_bf16_override_that_is_neither_0_nor_1(tmp_path: Path, value: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """GANAUG_CPU_BF16 decides a run's precision and fingerprint: a value it does not take is said, not ignored."""
+    cfg, run, _ = setup(tmp_path)
+    assert invoke(["split", "-c", str(cfg)]).exit_code == 0
+    monkeypatch.setenv("GANAUG_CPU_BF16", value)
+    fails_cleanly(run, ["train-clf", "-c", str(cfg), "--data", "real"], "GANAUG_CPU_BF16", f"'{value}'", "0", "1", "unset")

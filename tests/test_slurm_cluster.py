@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -19,10 +20,36 @@ import pytest
 
 from . import slurm_cluster
 from .conftest import make_folder, ok
+from .ports import free_port as real_free_port
 from .test_cells import REAL_ARMS, cfg_file, table
 
 pytestmark = pytest.mark.skipif(bool(slurm_cluster.missing()) and not os.environ.get("GANAUG_REQUIRE_SLURM"),
                                 reason=slurm_cluster.WHY_NOT)
+
+
+def test_a_daemon_whose_port_is_taken_is_started_again_on_other_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """slurmd finds its port taken (in CI an outgoing connection took it between the choice and the bind): the test
+    cluster starts again on other ports at once, instead of failing after the node's 60 s wait. (First in the file:
+    no other test cluster runs beside it.)"""
+    with socket.socket() as held:
+        held.bind(("0.0.0.0", 0))
+        held.listen()
+        taken = held.getsockname()[1]
+        given: List[int] = []
+
+        def slurmd_port_taken_once() -> int:  # ports go to slurmctld, then slurmd: the first slurmd port is taken
+            given.append(taken if len(given) == 1 else real_free_port())
+            return given[-1]
+
+        monkeypatch.setattr(slurm_cluster, "free_port", slurmd_port_taken_once)
+        t0 = time.monotonic()
+        cluster = slurm_cluster.start()
+        try:
+            assert cluster.idle() and f"SlurmdPort={taken}\n" not in cluster.conf.read_text()
+            assert len(given) == 4 and given[1] == taken  # two ports, twice
+            assert time.monotonic() - t0 < 55, "started again only after the node's wait ran out"
+        finally:
+            slurm_cluster.stop(cluster)
 
 
 @pytest.fixture(scope="module")
