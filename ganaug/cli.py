@@ -155,15 +155,19 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
                                   "(one model on several processes) and run the other stages without torchrun")
             distributed.init(cfg.device)  # under torchrun: join the other processes; without it, nothing
             # Under torchrun rank 0 alone holds the lock and writes the run folder; the others only train.
+            code = 0
             with run_lock(cfg.out_dir, f"ganaug {ctx.info_name}") if distributed.is_main() else contextlib.nullcontext():
                 try:
                     f(cfg, force=force_, progress=progress_, **kwargs)
-                except Interrupted as e:
+                except Interrupted as e:  # every process stopped after the same step
                     again = _command_line(ctx, resume=any(p.name == "resume" for p in ctx.command.params))
                     if distributed.is_main():
                         click.echo(f"interrupted: {e}; continue with: {again}", err=True)
-                    ctx.exit(130)
+                    code = 130
                 distributed.barrier()  # the lock is held until every process is done
+            distributed.exit_together(code)  # under torchrun: every process ends here, together
+            if code:
+                ctx.exit(code)
 
         options = [
             click.option("--config", "-c", "config_path", required=True, metavar="FILE", help="Experiment YAML file."),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import inspect
 import os
+import sys
 from typing import Any, Callable, List, Optional
 
 import torch
@@ -104,6 +105,22 @@ def finish() -> None:
     error must not wait for the others."""
     if active():
         dist.destroy_process_group()
+
+
+def exit_together(code: int = 0) -> None:
+    """End a process that got to the end with the others (training done, or stopped after the same step as every
+    rank): wait for them, leave the group, flush, and exit with `code` here, skipping the interpreter's teardown.
+    There, gloo's threads abort a process now and then ("terminate called without an active exception", SIGABRT:
+    3 of about 150 launches of 2 processes that trained a DDP model on 2 busy CPUs), which torchrun reports as a
+    failed process, with a traceback, after a run that went well. Without a group, nothing: the caller goes on.
+    Not for a rank leaving on an error (the others may never get to the barrier)."""
+    if not active():
+        return
+    barrier()
+    finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def barrier() -> None:

@@ -216,7 +216,8 @@ def preserve_rng() -> Iterator[None]:
 
 def native_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX-BF16: Zen 4 and later, Cooper Lake,
-    Sapphire Rapids and later); AVX2-only and older AVX-512 CPUs emulate it, more slowly than float32.
+    Sapphire Rapids and later) and the math libraries may use it; AVX2-only and older AVX-512 CPUs emulate it, more
+    slowly than float32.
 
     GANAUG_CPU_BF16=0 answers no (float32 for `amp: auto`, as on a CPU without it: the numbers such a CPU gives,
     and what the test suite runs with); =1 answers yes (bf16 emulated where the hardware lacks it)."""
@@ -228,7 +229,23 @@ def native_bf16() -> bool:
         return forced == "1"
     from .provenance import cpu_features
 
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_features())
+    return bool({"avx512_bf16", "amx_bf16"} & cpu_features()) and not _held_below_bf16()
+
+
+# oneDNN's instruction-set ceilings (ONEDNN_MAX_CPU_ISA) at which it still multiplies bfloat16 in hardware.
+BF16_ISAS = frozenset({"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+                       "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+                       "ALL"})
+
+
+def _held_below_bf16() -> bool:
+    """Whether the math libraries are held below the CPU's bfloat16 instructions (`reproducible: strict` holds them
+    to AVX2; a user may set such a ceiling too): ATen's kernels at `default` or `avx2`, or a oneDNN ceiling without
+    bf16. There bf16 is emulated, slowly, and the numbers are not those of the CPU the ceiling stands for."""
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() in ("default", "avx2"):
+        return True
+    isa = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return bool(isa) and isa.upper() not in BF16_ISAS
 
 
 def autocast_dtype(setting: str, device: torch.device, cpu_bf16: bool = True) -> Optional[torch.dtype]:

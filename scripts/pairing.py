@@ -43,9 +43,14 @@ def machine_line() -> str:
         torch_version = torch.__version__
     except ImportError:
         torch_version = "not installed"
+    # Variables that hold the math libraries to fewer instructions than the CPU has (e.g. an AVX2-only CPU's, on
+    # an AVX-512 one) or fix ganaug's precision choice: the figures are theirs, not the CPU's.
+    pins = [f"{k}={os.environ[k]}" for k in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA",
+                                             "MKL_CBWR", "GANAUG_CPU_BF16") if os.environ.get(k)]
     return (f"cpu: {model} | avx512f {has('avx512f')}, avx512_bf16 {has('avx512_bf16')}, "
             f"amx {'/'.join(amx) if amx else 'no'} | {usable} usable cores of {os.cpu_count()} | "
-            f"torch {torch_version} | python {platform.python_version()}")
+            f"torch {torch_version} | python {platform.python_version()}"
+            + (f" | pinned: {', '.join(pins)}" if pins else ""))
 
 
 def _run_once(cmd: List[str], log: Path, env: Optional[Dict[str, str]], cwd: Optional[str]) -> Dict[str, Any]:

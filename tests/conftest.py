@@ -103,6 +103,13 @@ def config_file(tmp_path: Path, image_folder: Path) -> Path:
     return write_yaml(tmp_path / "tiny.yaml", tiny_config(tmp_path, image_folder))
 
 
+def abort_at_exit(env: Dict[str, str]) -> Dict[str, str]:
+    """`env` with tests/abort_at_exit on PYTHONPATH: every torchrun process but rank 0 then aborts in the
+    interpreter's teardown, as gloo's threads now and then make one do."""
+    path = [str(Path(__file__).with_name("abort_at_exit")), env.get("PYTHONPATH", "")]
+    return {**env, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
+
+
 def invoke(*args: str) -> Result:
     """`ganaug ARGS` through Click's CliRunner (stderr kept apart in result.stderr)."""
     return CliRunner().invoke(main, list(args), catch_exceptions=False)

@@ -59,3 +59,32 @@ def test_amp_auto_in_bfloat16_is_another_run(monkeypatch: pytest.MonkeyPatch) ->
     before = records.stage_fingerprint(several, records.GAN, rep)
     monkeypatch.setattr(utils, "native_bf16", lambda: True)
     assert records.stage_fingerprint(several, records.GAN, rep) == before
+
+
+@pytest.mark.parametrize("pin", ["ONEDNN_MAX_CPU_ISA=AVX2", "DNNL_MAX_CPU_ISA=avx512_core", "ATEN_CPU_CAPABILITY=avx2"])
+def test_a_cpu_held_below_its_bfloat16_instructions_trains_in_float32(pin: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """`reproducible: strict` holds the math libraries to AVX2 (and a user may set such a ceiling): there a bf16 CPU
+    emulates bfloat16, slowly, and its numbers are not an AVX2 CPU's. amp: auto is then float32, as on that CPU."""
+    from ganaug import provenance
+
+    from .conftest import make_folder, ok, tiny_config, write_yaml
+
+    monkeypatch.delenv("GANAUG_CPU_BF16", raising=False)
+    monkeypatch.setattr(provenance, "cpu_features", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
+    cfg_path = write_yaml(tmp_path / "tiny.yaml", tiny_config(tmp_path, make_folder(tmp_path / "images")))
+    cfg = load_config(str(cfg_path))
+    arm = cfg.all_arms[0]
+    assert utils.native_bf16()  # this (pretended) CPU multiplies bf16: amp: auto would be bf16
+    bf16 = records.clf_fingerprint(cfg, arm, 0)
+    key, value = pin.split("=")
+    monkeypatch.setenv(key, value)
+    assert not utils.native_bf16()
+    fp32 = records.clf_fingerprint(cfg, arm, 0)
+    monkeypatch.setattr(provenance, "cpu_features", lambda: frozenset({"avx2", "fma"}))
+    assert fp32 != bf16 and fp32 == records.clf_fingerprint(cfg, arm, 0)  # an AVX2-only CPU's run
+    monkeypatch.setattr(provenance, "cpu_features", lambda: frozenset({"avx2", "fma", "avx512f", "avx512_bf16"}))
+    ok("split", "-c", str(cfg_path))
+    ok("train-clf", "-c", str(cfg_path), "--data", "real")
+    result = json.loads((tmp_path / "run" / "clf" / "real" / "seed-0" / "result.json").read_text())
+    assert result["precision"] == "float32"

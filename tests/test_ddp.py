@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import pytest
 import torch
@@ -27,7 +27,7 @@ from ganaug.errors import ConfigError
 from ganaug.gans import get_gan
 from ganaug.utils import read_jsonl, seed_everything
 
-from .conftest import invoke, make_folder, ok, tiny_config, write_yaml
+from .conftest import abort_at_exit, invoke, make_folder, ok, tiny_config, write_yaml
 
 pytestmark = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                                 reason="this torch build has no torch.distributed with gloo")
@@ -57,9 +57,11 @@ def _command(n: int, *args: str, worker: bool = False) -> List[str]:
     return run + ([str(WORKER), "cli", *args] if worker else ["-m", "ganaug", *args])
 
 
-def launch(n: int, *args: str, worker: bool = False, rc: int = 0) -> subprocess.CompletedProcess:
+def launch(n: int, *args: str, worker: bool = False, rc: int = 0, env: Optional[Dict[str, str]] = None
+           ) -> subprocess.CompletedProcess:
     """`ganaug ARGS` on n processes (torchrun for n > 1); `worker`: with the test's BatchNorm-free networks."""
-    r = subprocess.run(_command(n, *args, worker=worker), env=_env(), capture_output=True, text=True, timeout=240)
+    r = subprocess.run(_command(n, *args, worker=worker), env=env or _env(), capture_output=True, text=True,
+                       timeout=240)
     assert r.returncode == rc, r.stdout + r.stderr
     return r
 
@@ -141,7 +143,9 @@ def test_cgan_on_two_processes_against_one(tiny: Dict[str, Any]) -> None:
     c, one, two = str(tiny["config"]), tiny["one"], tiny["tmp"] / "two-gan"
     ok("train-gan", "-c", c)
     copy_split(one, two)
-    r = launch(2, "train-gan", "-c", c, "--set", f"out_dir={two}")
+    # Rank 1 aborts if it gets to the interpreter's teardown: every process ends together before it.
+    r = launch(2, "train-gan", "-c", c, "--set", f"out_dir={two}", env=abort_at_exit(_env()))
+    assert "Traceback" not in r.stderr
     assert sum(line.startswith("train-gan: cgan seed 0") for line in r.stderr.splitlines()) == 1  # rank 0 talks
     assert "2 processes" in r.stderr
 

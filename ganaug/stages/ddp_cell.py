@@ -117,12 +117,15 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
+    from .. import distributed
     from ..errors import GanaugError
 
     try:
         main(sys.argv[1:])
     except Interrupted:  # saved and stopped on request: the worker that asked says so
+        distributed.exit_together(0)
         sys.exit(0)
     except GanaugError as e:  # one line in the cell's log, as the CLI prints it
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    distributed.exit_together(0)
