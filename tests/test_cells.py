@@ -98,6 +98,29 @@ def _overlap(record: Dict[str, Any]) -> int:
     return most
 
 
+def test_workers_on_another_cpu_train_in_the_precision_the_run_was_planned_in(tmp_path: Path, image_folder: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster's login node and its compute nodes can differ in bfloat16: the coordinator decides what amp: auto
+    means for every cell, so the workers train and fingerprint what it planned, and a rerun finds every cell done.
+    Here the coordinator pretends to be the other kind of CPU from the one its spawned workers find."""
+    from ganaug import provenance, utils
+
+    monkeypatch.delenv("GANAUG_CPU_BF16", raising=False)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    workers_bf16 = utils.native_bf16()  # what this host's CPU answers, as the spawned workers will
+    pretended = frozenset() if workers_bf16 else frozenset({"avx2", "fma", "avx512f", "avx512_bf16"})
+    monkeypatch.setattr(provenance, "cpu_features", lambda: pretended)
+    assert utils.native_bf16() != workers_bf16
+    run = cfg_file(tmp_path, image_folder, "hetero", arms=[{"name": "real", "data": "real"}], seeds=[0],
+                   executor={"name": "local", "workers": 1})
+    ok("run", "-c", str(run))
+    result = json.loads((tmp_path / "hetero" / "clf" / "real" / "seed-0" / "result.json").read_text())
+    assert result["precision"] == ("float32" if workers_bf16 else "bfloat16")  # the coordinator's, not the worker's
+    r = ok("run", "-c", str(run))
+    assert "0 to run" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("bf16", ["0", "1"], ids=["float32", "bf16"])
 def test_local_executor_gives_the_serial_table_with_the_defaults(tmp_path: Path, image_folder: Path, bf16: str,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:

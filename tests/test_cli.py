@@ -119,7 +119,7 @@ def test_list_shows_the_registries() -> None:
 def test_bundled_default_config_runs_every_stage_when_shrunk(tmp_path: Path) -> None:
     tiny = ["--set", f"out_dir={tmp_path / 'default'}", "--set", "gan.epochs=1", "--set", "sample.n_per_class=20",
             "--set", "classifier.steps=4", "--set", "classifier.eval_every=2", "--set", "seeds=[0]",
-            "--set", "arms.3.mix.add=10"]
+            "--set", "arms.3.mix.add=10", "--set", "evaluate.domain.steps=20", "--set", "evaluate.kid_subsets=5"]
     r = ok("run", "--config", str(CONFIGS / "mnist5k-cgan.yaml"), *tiny)
     for arm in ("real", "synthetic", "mixed-0.8", "real+1000", "real-aug", "mixed-0.8-aug"):
         assert f"\n{arm} " in r.output

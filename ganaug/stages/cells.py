@@ -79,7 +79,13 @@ class Cell:
 
 
 def _spec(sub: Config, kind: str, **extra: Any) -> Dict[str, Any]:
-    return {"kind": kind, "config": to_dict(sub), "upstream_dir": sub.upstream_dir, "cwd": os.getcwd(), **extra}
+    """What a worker needs to run a cell; `cpu_bf16`: what `amp: auto` means on the coordinator's CPU (`native_bf16`),
+    which every worker follows, so that a cell trains and fingerprints what the coordinator planned and checks
+    (on a cluster whose nodes differ from the login node in bfloat16, one precision for the whole table)."""
+    from ..utils import native_bf16
+
+    return {"kind": kind, "config": to_dict(sub), "upstream_dir": sub.upstream_dir, "cwd": os.getcwd(),
+            "cpu_bf16": "1" if native_bf16() else "0", **extra}
 
 
 def _needs_features(sub: Config) -> bool:
@@ -274,6 +280,23 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
 
 
 @contextlib.contextmanager
+def _coordinators_bf16(answer: Optional[str]) -> Iterator[None]:
+    """GANAUG_CPU_BF16 set to the coordinator's answer while a cell runs (its torchrun processes inherit it)."""
+    if answer is None:
+        yield
+        return
+    old = os.environ.get("GANAUG_CPU_BF16")
+    os.environ["GANAUG_CPU_BF16"] = answer
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("GANAUG_CPU_BF16", None)
+        else:
+            os.environ["GANAUG_CPU_BF16"] = old
+
+
+@contextlib.contextmanager
 def redirected(log: Optional[Path]) -> Iterator[None]:
     """stdout and stderr (the file descriptors too, so C-level output follows) into `log` while a cell runs."""
     if log is None:
@@ -319,7 +342,7 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
             torch.set_num_threads(int(threads))
         out["threads"] = torch.get_num_threads()
         # The loops' bars write the cell's progress file (for the coordinator's display) instead of the log.
-        with redirected(log), progress.reporting_to(spec.get("progress")):
+        with redirected(log), progress.reporting_to(spec.get("progress")), _coordinators_bf16(spec.get("cpu_bf16")):
             print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename}{spec.get('node', '')} pid {os.getpid()}, "
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:
