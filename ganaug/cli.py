@@ -104,14 +104,10 @@ def _config_options(*, sweep: bool = False, force: bool = True, progress: bool =
     def decorate(f: Callable) -> Callable:
         @functools.wraps(f)
         def wrapper(config_path: str, overrides: Tuple[str, ...], dry_run: bool, quiet: bool, **kwargs: Any) -> None:
-            before = os.environ.get("GANAUG_QUIET")
-            try:
+            from .utils import environ_restored
+
+            with environ_restored("GANAUG_QUIET"):  # a command called in-process (tests, notebooks) leaves it as it was
                 body(config_path, overrides, dry_run, quiet, **kwargs)
-            finally:  # a command called in-process (tests, notebooks) leaves the environment as it found it
-                if before is None:
-                    os.environ.pop("GANAUG_QUIET", None)
-                else:
-                    os.environ["GANAUG_QUIET"] = before
 
         def body(config_path: str, overrides: Tuple[str, ...], dry_run: bool, quiet: bool, **kwargs: Any) -> None:
             sweep_spec: Optional[str] = kwargs.pop("sweep", None)

@@ -204,6 +204,21 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 
 
 @contextlib.contextmanager
+def environ_restored(*names: str) -> Iterator[None]:
+    """The environment variables `names` as they were on entry, again on exit (what the block set or removed is
+    undone: a command or cell run in-process leaves the environment as it found it)."""
+    before = {k: os.environ.get(k) for k in names}
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextlib.contextmanager
 def preserve_rng() -> Iterator[None]:
     """Leave every random stream (Python, NumPy, torch, CUDA) as it was: for work beside a training run that
     must not change what the run draws (building an evaluator, training a feature extractor)."""

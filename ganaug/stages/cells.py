@@ -21,6 +21,7 @@ from .. import cost, memory, progress
 from ..checkpoint import RESUME_NAME, resume_files
 from ..config import Config, Rep, config_from_dict, to_dict
 from ..errors import Interrupted
+from ..utils import environ_restored, native_bf16
 from .costs import record_cost
 from .layout import RESUME_DIR, STAGE_FILE, paths
 from .locks import cell_lock
@@ -82,8 +83,6 @@ def _spec(sub: Config, kind: str, **extra: Any) -> Dict[str, Any]:
     """What a worker needs to run a cell; `cpu_bf16`: what `amp: auto` means on the coordinator's CPU (`native_bf16`),
     which every worker follows, so that a cell trains and fingerprints what the coordinator planned and checks
     (on a cluster whose nodes differ from the login node in bfloat16, one precision for the whole table)."""
-    from ..utils import native_bf16
-
     return {"kind": kind, "config": to_dict(sub), "upstream_dir": sub.upstream_dir, "cwd": os.getcwd(),
             "cpu_bf16": "1" if native_bf16() else "0", **extra}
 
@@ -280,23 +279,6 @@ def run_cell(spec: Dict[str, Any], force: bool = False, progress: bool = False,
 
 
 @contextlib.contextmanager
-def _coordinators_bf16(answer: Optional[str]) -> Iterator[None]:
-    """GANAUG_CPU_BF16 set to the coordinator's answer while a cell runs (its torchrun processes inherit it)."""
-    if answer is None:
-        yield
-        return
-    old = os.environ.get("GANAUG_CPU_BF16")
-    os.environ["GANAUG_CPU_BF16"] = answer
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("GANAUG_CPU_BF16", None)
-        else:
-            os.environ["GANAUG_CPU_BF16"] = old
-
-
-@contextlib.contextmanager
 def redirected(log: Optional[Path]) -> Iterator[None]:
     """stdout and stderr (the file descriptors too, so C-level output follows) into `log` while a cell runs."""
     if log is None:
@@ -342,7 +324,9 @@ def worker_run(spec: Dict[str, Any]) -> Dict[str, Any]:
             torch.set_num_threads(int(threads))
         out["threads"] = torch.get_num_threads()
         # The loops' bars write the cell's progress file (for the coordinator's display) instead of the log.
-        with redirected(log), progress.reporting_to(spec.get("progress")), _coordinators_bf16(spec.get("cpu_bf16")):
+        with redirected(log), progress.reporting_to(spec.get("progress")), environ_restored("GANAUG_CPU_BF16"):
+            if spec.get("cpu_bf16") is not None:  # the coordinator's answer (the cell's torchrun processes inherit it)
+                os.environ["GANAUG_CPU_BF16"] = spec["cpu_bf16"]
             print(f"# cell {spec['id']} ({spec['kind']}) on {os.uname().nodename}{spec.get('node', '')} pid {os.getpid()}, "
                   f"{torch.get_num_threads()} torch threads", flush=True)
             try:

@@ -123,9 +123,8 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1:])
     except Interrupted:  # saved and stopped on request: the worker that asked says so
-        distributed.exit_together(0)
-        sys.exit(0)
+        pass
     except GanaugError as e:  # one line in the cell's log, as the CLI prints it
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    distributed.exit_together(0)
+    distributed.exit_together(0)  # done or stopped, with every process
