@@ -6,7 +6,7 @@ PY ?= python
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
 
-test:  ## the default test suite (a few minutes on 2 cores; `slow` tests excluded)
+test:  ## the default test suite (`slow` tests excluded; the README says how long it takes)
 	$(PY) -m pytest -q
 
 test-all:  ## every test, the slow ones too
