@@ -35,17 +35,17 @@ def save_checkpoint(path: Union[str, Path], ckpt: Dict[str, Any]) -> None:
 
 def load_checkpoint(path: Union[str, Path], kind: str, hint: str) -> Dict[str, Any]:
     """Load a checkpoint of `kind` ('gan' or 'classifier'); errors say what to run (`hint`)."""
-    p = Path(path)
+    p, then = Path(path), f"; {hint}" if hint else ""
     if not p.is_file():
-        raise CheckpointError(f"no {kind} checkpoint at '{p}'; {hint}")
+        raise CheckpointError(f"no {kind} checkpoint at '{p}'{then}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {str(e)[:80]}); "
-                              f"it may be truncated - {hint}") from None
+                              f"it may be truncated{f' - {hint}' if hint else ''}") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"'{p}' is not a ganaug {kind} checkpoint (kind: {got}); {hint}")
+        raise CheckpointError(f"'{p}' is not a ganaug {kind} checkpoint (kind: {got}){then}")
     return ckpt
 
 
@@ -73,7 +73,8 @@ def latest_resume(folder: Path, kind: str) -> Optional[Dict[str, Any]]:
             ckpt["path"] = str(path)
             return ckpt
     if problems:
-        raise CheckpointError(f"no readable checkpoint in '{folder}' ({problems[0]}); start over with --force")
+        raise CheckpointError(f"no readable checkpoint in '{folder}' ({problems[0]}); remove that folder to start "
+                              "the stage over (or rerun with --force)")
     return None
 
 

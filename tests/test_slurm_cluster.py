@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -162,19 +163,29 @@ def test_a_cancelled_array_task_fails_its_cell_and_a_rerun_redoes_it(slurm: slur
     assert table(reference) == table(tmp_path / "jobs")
 
 
+def _preempt(slurm: slurm_cluster.Slurm, proc: subprocess.Popen, job_id: str, while_queued: Any = None) -> None:
+    """Send the job USR2, as Slurm does before preempting it (or at its time limit); it checkpoints and requeues
+    itself. Slurm holds a requeued job back a while (its begin time, past the life of the job credential it
+    revoked): once it is back in the queue, run `while_queued()` and let it start 2 s from then. Not at once: slurmd
+    refuses a start in the same second as the revocation ("Job credential revoked") and the job ends FAILED."""
+    slurm.cmd("scancel", "--signal=USR2", job_id)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if slurm.jobs().get(job_id) == "PENDING":
+            if while_queued is not None:
+                while_queued()
+            slurm.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now+2", check=False)
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"Slurm job {job_id} was not requeued within 120 s: {slurm.jobs()}")
+
+
 def test_a_preempted_cell_checkpoints_on_usr2_and_resumes_where_it_stopped(slurm: slurm_cluster.Slurm, folder: Path,
                                                                            reference: Path, tmp_path: Path) -> None:
     jobs = cfg_file(tmp_path, folder, "jobs", arms=REAL_ARMS, seeds=[0], classifier=LONG, executor=on_slurm())
     proc = _start(jobs, slurm)
     job_id = _training(tmp_path / "jobs", proc, cells=2)["clf__real__seed-0"]
-    slurm.cmd("scancel", "--signal=USR2", job_id)  # what Slurm sends before preempting (or at the time limit)
-    # The job requeues itself; Slurm holds a requeued job back a while (its begin time): let it start now.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if slurm.jobs().get(job_id) == "PENDING":
-            slurm.cmd("scontrol", "update", f"JobId={job_id}", "StartTime=now", check=False)
-            break
-        time.sleep(0.2)
+    _preempt(slurm, proc, job_id)
     r = _finish(proc)
     assert r.returncode == 0, r.stderr
     record = json.loads((tmp_path / "jobs" / "clf" / "real" / "seed-0" / "stage.json").read_text())
@@ -183,6 +194,36 @@ def test_a_preempted_cell_checkpoints_on_usr2_and_resumes_where_it_stopped(slurm
     assert "stopped by SIGUSR2" in log and "resuming from" in log and "Traceback" not in log
     assert f"# Slurm job {job_id} start 2" in log
     assert table(reference) == table(tmp_path / "jobs")
+
+
+def test_a_requeued_job_whose_restart_fails_says_why_and_not_that_it_was_cancelled(slurm: slurm_cluster.Slurm,
+                                                                                  folder: Path, tmp_path: Path) -> None:
+    """The first start's log ends with Slurm's "CANCELLED ... DUE TO JOB REQUEUE": the cell's failure on its second
+    start (here its only checkpoint was cut short while it waited in the queue, as a full disk would) is what the
+    user reads, not a cancellation nobody asked for."""
+    jobs = cfg_file(tmp_path, folder, "jobs", arms=REAL_ARMS[:1], seeds=[0], classifier=LONG, executor=on_slurm())
+    proc = _start(jobs, slurm)
+    job_id = _training(tmp_path / "jobs", proc)["clf__real__seed-0"]
+    resume = tmp_path / "jobs" / "clf" / "real" / "seed-0.partial" / "resume"
+
+    def cut_short() -> None:
+        saved = sorted(resume.glob("step-*.pt"))
+        assert saved, f"no checkpoint in {resume}"
+        for p in saved:
+            p.write_bytes(p.read_bytes()[:100])
+
+    _preempt(slurm, proc, job_id, while_queued=cut_short)
+    r = _finish(proc)
+    assert r.returncode != 0
+    failed = [line for line in r.stderr.splitlines() if "FAILED" in line]
+    print("\n".join(failed))
+    assert len(failed) == 1 and f"no readable checkpoint in '{resume}'" in failed[0], r.stderr
+    assert "remove that folder" in failed[0] and "cancelled" not in failed[0] and "Traceback" not in r.stderr
+    log = (tmp_path / "jobs" / "logs" / "clf__real__seed-0.log").read_text()
+    assert f"# Slurm job {job_id} start 2" in log
+    shutil.rmtree(resume)  # what the line says to do
+    again = ok("run", "-c", str(jobs))
+    assert "1 to run" in again.stderr and (tmp_path / "jobs" / "clf" / "real" / "seed-0" / "result.json").exists()
 
 
 def test_a_job_over_its_memory_limit_is_one_line_naming_the_key(slurm: slurm_cluster.Slurm, folder: Path,

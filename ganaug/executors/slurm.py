@@ -165,7 +165,8 @@ class SlurmExecutor(Executor):
             return out
         sl = self.cfg.executor.slurm
         what = f"Slurm job {job.job_id}"
-        text = _read(job.paths.stderr)
+        # A requeued job's log holds its first start's "CANCELLED AT ... DUE TO JOB REQUEUE": not the user's scancel.
+        text = "\n".join(line for line in _read(job.paths.stderr).splitlines() if "DUE TO JOB REQUEUE" not in line)
         if "exceeded memory limit" in text or "Exceeded job memory limit" in text or \
                 (state or "").startswith("OUT_OF_MEMORY"):
             limit = f"{sl.mem_gb:g} GB" if sl.mem_gb is not None else "the cluster's default"
