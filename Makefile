@@ -1,7 +1,7 @@
 # ganaug: the common tasks. `make install` then `make test` is all a fresh machine needs.
 PY ?= python
 
-.PHONY: install test test-all demo default stylegan2 report lint docs docs-serve bench bench-vs-torchvision bench-vs-dcgan bench-default bench-stylegan2 resume-check clean
+.PHONY: install test test-clusters test-all demo default stylegan2 report lint docs docs-serve bench bench-vs-torchvision bench-vs-dcgan bench-default bench-stylegan2 resume-check clean
 
 install:  ## install ganaug with its test tools (torch and torchvision come from the package registry)
 	$(PY) -m pip install -e ".[dev]"
@@ -9,7 +9,10 @@ install:  ## install ganaug with its test tools (torch and torchvision come from
 test:  ## the default test suite (`slow` tests excluded; the README says how long it takes)
 	$(PY) -m pytest -q
 
-test-all:  ## every test, the slow ones too
+test-clusters:  ## the tests that start a real one-node Slurm (as root) and a two-node Ray; CI runs them after `make test`
+	$(PY) -m pytest -q -m cluster
+
+test-all:  ## every test, the slow and cluster ones too
 	$(PY) -m pytest -q -m ""
 
 demo:  ## a first look in under a minute (digits, tiny networks)

@@ -34,6 +34,8 @@ from .conftest import invoke, make_folder, ok
 from .ports import free_port
 from .test_cells import REAL_ARMS, cfg_file, table
 
+pytestmark = pytest.mark.cluster  # make test-clusters (CI runs it after the default suite)
+
 CLF_CELLS = [f"clf/{arm['name']}/seed-{s}" for arm in REAL_ARMS for s in (0, 1)]
 
 

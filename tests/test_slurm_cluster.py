@@ -24,8 +24,9 @@ from .conftest import make_folder, ok
 from .ports import free_port as real_free_port
 from .test_cells import REAL_ARMS, cfg_file, table
 
-pytestmark = pytest.mark.skipif(bool(slurm_cluster.missing()) and not os.environ.get("GANAUG_REQUIRE_SLURM"),
-                                reason=slurm_cluster.WHY_NOT)
+pytestmark = [pytest.mark.cluster,
+              pytest.mark.skipif(bool(slurm_cluster.missing()) and not os.environ.get("GANAUG_REQUIRE_SLURM"),
+                                 reason=slurm_cluster.WHY_NOT)]
 
 
 def test_a_daemon_whose_port_is_taken_is_started_again_on_other_ports(monkeypatch: pytest.MonkeyPatch) -> None:
