@@ -3,6 +3,8 @@ libraries, the copy check, class consistency, the domain extractor, the evaluate
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -67,6 +69,18 @@ def test_precision_recall_match_torch_fidelity_and_density_coverage_match_their_
     density = float((d_rf < radius[:, None]).sum()) / (5 * len(fake))
     coverage = float((d_rf.min(dim=1).values < radius).double().mean())
     assert ours["density"] == pytest.approx(density) and ours["coverage"] == pytest.approx(coverage)
+
+
+def test_precision_recall_density_coverage_are_prdcs_own_numbers_on_its_threads() -> None:
+    """ganaug runs prdc's distances in one call rather than on prdc's 8 threads: not a number changes."""
+    from prdc import compute_prdc
+
+    real, fake = gauss(700, d=64, seed=5), gauss(600, d=64, shift=0.2, seed=6)
+    ours = prdc(real, fake, k_pr=3, k_dc=5)
+    with contextlib.redirect_stdout(io.StringIO()):
+        pr, dc = (compute_prdc(real.numpy(), fake.numpy(), nearest_k=k) for k in (3, 5))
+    assert ours == {"precision": pr["precision"], "recall": pr["recall"], "density": dc["density"],
+                    "coverage": dc["coverage"]}
 
 
 def test_the_quantile_rule_flags_copies_and_passes_fresh_draws() -> None:

@@ -57,11 +57,18 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = KID_SUBSETS, subs
 
 
 def prdc(real: torch.Tensor, fake: torch.Tensor, k_pr: int = 3, k_dc: int = 5) -> Dict[str, float]:
-    """Precision and recall (k = k_pr) and density and coverage (k = k_dc), by prdc (quietly)."""
+    """Precision and recall (k = k_pr) and density and coverage (k = k_dc), by prdc (quietly).
+
+    prdc asks scikit-learn for its distances on 8 threads; under joblib's sequential backend they are one call
+    instead, the same numbers bit for bit (each distance is computed alone either way) in a fraction of the time:
+    0.069 s against 0.233 s for 1,000 against 1,000 64-d features, 0.002 s against 0.093 s for 100 (2 cores).
+    """
+    import joblib
     from prdc import compute_prdc
 
     r, f = real.detach().float().cpu().numpy(), fake.detach().float().cpu().numpy()
-    with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+    # prdc prints the set sizes
+    with contextlib.redirect_stdout(io.StringIO()), joblib.parallel_config(backend="sequential"):
         pr = compute_prdc(r, f, nearest_k=k_pr)
         dc = pr if k_dc == k_pr else compute_prdc(r, f, nearest_k=k_dc)
     return {"precision": float(pr["precision"]), "recall": float(pr["recall"]),
