@@ -35,14 +35,15 @@ def save_checkpoint(path: Union[str, Path], ckpt: Dict[str, Any]) -> None:
 
 def load_checkpoint(path: Union[str, Path], kind: str, hint: str) -> Dict[str, Any]:
     """Load a checkpoint of `kind` ('gan' or 'classifier'); errors say what to run (`hint`)."""
-    p, then = Path(path), f"; {hint}" if hint else ""
+    p = Path(path)
+    then, dash = (f"; {hint}", f" - {hint}") if hint else ("", "")  # an empty hint leaves no separator behind
     if not p.is_file():
         raise CheckpointError(f"no {kind} checkpoint at '{p}'{then}")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"checkpoint '{p}' cannot be read ({type(e).__name__}: {str(e)[:80]}); "
-                              f"it may be truncated{f' - {hint}' if hint else ''}") from None
+                              f"it may be truncated{dash}") from None
     if not isinstance(ckpt, dict) or ckpt.get("kind") != kind:
         got = ckpt.get("kind") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"'{p}' is not a ganaug {kind} checkpoint (kind: {got}){then}")
