@@ -223,6 +223,97 @@ def test_the_schedule_counts_the_executors_parallelism() -> None:
     assert makespan(cells, seconds, two_cores, gone=["split"]) == 0  # nothing can run without the split
 
 
+class _C:
+    def __init__(self, id: str, kind: str, deps: tuple = ()):
+        self.id, self.kind, self.deps = id, kind, deps
+
+
+def _gan_beside_classifiers() -> List[Any]:
+    """A GAN of one thread beside four real-only classifier runs; one classifier run needs the GAN's samples."""
+    return ([_C("split", "split"), _C("gan", "train-gan", ("split",)), _C("samples", "sample", ("gan",))]
+            + [_C(f"clf/real/{i}", "train-clf", ("split",)) for i in range(4)]
+            + [_C("clf/synthetic/0", "train-clf", ("samples",))])
+
+
+def test_the_ready_cell_on_the_longest_path_starts_first() -> None:
+    """When the GAN ends, its samples start before the real-only runs that queued while it trained: the fakes' run
+    waits for one of them, not for all (a first-come queue took 27 s here)."""
+    from ganaug.executors.makespan import Shape, makespan, ranks
+
+    cells = _gan_beside_classifiers()
+    seconds = {"split": 1.0, "gan": 10.0, "samples": 1.0, "clf/synthetic/0": 10.0,
+               **{f"clf/real/{i}": 5.0 for i in range(4)}}
+    one_thread_each = Shape("local", capacity=2, slots=2, gen_threads=1, clf_threads=1)
+    r = ranks(cells, seconds)
+    assert r["gan"] > r["clf/real/0"] and r["samples"] > r["clf/real/3"]
+    # split 0-1; gan 1-11 beside real 0 and 1; at 11 samples 11-12 beside real 2 (11-16); synthetic 12-22; real 3 16-21
+    assert makespan(cells, seconds, one_thread_each) == 22
+
+
+def test_the_scheduler_starts_cells_in_the_order_the_estimate_simulates(tmp_path: Path) -> None:
+    """run_graph, on an executor whose cells take the seconds above on a clock of its own, ends when makespan says."""
+    from types import SimpleNamespace
+
+    from ganaug.executors import run_graph
+    from ganaug.executors.estimate import Guess, Plan
+    from ganaug.executors.makespan import Shape, makespan
+
+    seconds = {"split": 1.0, "gan": 10.0, "samples": 1.0, "clf/synthetic/0": 10.0,
+               **{f"clf/real/{i}": 5.0 for i in range(4)}}
+
+    class Cell(_C):
+        label = property(lambda self: self.id)
+
+        def state(self, force: bool) -> str:
+            return "to run"
+
+    class Clock:
+        name, capacity, slots, feeds_progress = "clock", 2, 2, False
+        cfg = SimpleNamespace(executor=SimpleNamespace(clf_threads=1))
+
+        def __init__(self) -> None:
+            self.now, self.ends, self.order = 0.0, {}, []
+
+        def describe(self) -> str:
+            return "clock"
+
+        def threads_line(self) -> str:
+            return "1 thread each"
+
+        def gen_threads(self) -> int:
+            return 1
+
+        def cost(self, cell: Any) -> int:
+            return 1
+
+        def submit(self, cells: List[Any], force: bool) -> List[str]:
+            for c in cells:
+                self.ends[c.id] = self.now + seconds[c.id]
+                self.order.append(c.id)
+            return [c.id for c in cells]
+
+        def wait(self, handles: List[str], timeout: Optional[float] = None) -> List[Any]:
+            first = min(handles, key=lambda h: (self.ends[h], handles.index(h)))
+            self.now = self.ends.pop(first)
+            return [(first, {"ok": True, "seconds": seconds[first]})]
+
+        def close(self) -> None:
+            pass
+
+    cells = [Cell(c.id, c.kind, c.deps) for c in _gan_beside_classifiers()]
+    cfg = SimpleNamespace(out_dir=str(tmp_path))
+    shape = Shape("clock", 2, 2, 1, 1)
+    plan = Plan({i: Guess(s, "benchmark") for i, s in seconds.items()}, makespan(cells, seconds, shape), shape, 0,
+                True, 0.0, 0, None)
+    ex = Clock()
+    run_graph(cfg, cells, ex, display=None, plan=plan)
+    assert ex.now == makespan(cells, seconds, shape) == 22
+    assert ex.order.index("samples") < ex.order.index("clf/real/3")
+    ex = Clock()  # without an estimate (--quiet): the longest chain of cells still goes first
+    run_graph(cfg, [Cell(c.id, c.kind, c.deps) for c in cells], ex, display=None)
+    assert ex.order[:3] == ["split", "gan", "clf/real/0"] and ex.order.index("samples") < ex.order.index("clf/real/3")
+
+
 def test_dry_run_estimates_each_cell_and_the_run_from_a_benchmark_then_from_the_records(
         tmp_path: Path, image_folder: Path) -> None:
     f = cfg_file(tmp_path, image_folder, "est", arms=ARMS, seeds=[0, 1],

@@ -1,5 +1,5 @@
 """The executor's parallelism, and the run's makespan: the cells scheduled as the executor runs them, as many at once
-as their threads fit in its capacity (and its workers), each after its inputs."""
+as their threads fit in its capacity (and its workers), each after its inputs, the critical path first."""
 
 from __future__ import annotations
 
@@ -53,12 +53,42 @@ class Shape:
                 f"thread{'s' if self.gen_threads > 1 else ''} each)")
 
 
+def ranks(cells: List[Any], seconds: Dict[str, float]) -> Dict[str, float]:
+    """Each cell's rank: its seconds plus the longest chain of seconds after it (its bottom level), so the cells of
+    the critical path rank above the rest. Unknown seconds count as a millisecond, so the longest chain of cells
+    goes first when no cell has an estimate."""
+    after: Dict[str, List[str]] = {c.id: [] for c in cells}
+    for c in cells:
+        for d in c.deps:
+            if d in after:
+                after[d].append(c.id)
+    rank: Dict[str, float] = {}
+
+    def of(i: str) -> float:
+        if i not in rank:
+            rank[i] = max(seconds.get(i) or 0.0, 1e-3) + max((of(k) for k in after[i]), default=0.0)
+        return rank[i]
+
+    for c in reversed(cells):  # dependencies first in the graph: each cell's followers are ranked before it
+        of(c.id)
+    return rank
+
+
+def enqueue(queue: List[Any], ready: List[Any], rank: Dict[str, float], index: Dict[str, int]) -> None:
+    """Add the cells whose inputs are now done to the ready queue, which stays ordered by rank, highest first (the
+    graph's order among equals): the scheduler's order, and the one `makespan` simulates."""
+    queue.extend(ready)
+    queue.sort(key=lambda c: (-rank.get(c.id, 0.0), index.get(c.id, 0)))
+
+
 def makespan(cells: List[Any], seconds: Dict[str, float], shape: Shape, done: Iterable[str] = (),
              running: Optional[Dict[str, float]] = None, gone: Iterable[str] = ()) -> float:
-    """Seconds until the last cell ends when the cells not `done` run as the scheduler runs them: in the graph's
-    order once their inputs are done, while their threads fit the capacity (one always runs), at most `slots` at
-    once. `running`: cells already running, with their seconds left; `gone`: failed cells (what needs them never runs)."""
+    """Seconds until the last cell ends when the cells not `done` run as the scheduler runs them: once their inputs
+    are done, highest rank first (`ranks`), while their threads fit the capacity (one always runs), at most `slots`
+    at once. `running`: cells already running, with their seconds left; `gone`: failed cells (what needs them never
+    runs)."""
     kind = {c.id: c.kind for c in cells}
+    rank, index = ranks(cells, seconds), {c.id: n for n, c in enumerate(cells)}
     finished = set(done)
     gone = set(gone)
     active: Dict[str, float] = dict(running or {})
@@ -67,10 +97,10 @@ def makespan(cells: List[Any], seconds: Dict[str, float], shape: Shape, done: It
     queue: List[Any] = []
     now = 0.0
     while pending or queue or active:
-        for c in list(pending):
-            if all(d in finished for d in c.deps):
-                queue.append(c)
-                pending.remove(c)
+        ready = [c for c in pending if all(d in finished for d in c.deps)]
+        for c in ready:
+            pending.remove(c)
+        enqueue(queue, ready, rank, index)
         while queue:
             cost = shape.cost(queue[0].kind)
             if not admits(bool(active), used, cost, shape.capacity, len(active), shape.slots):

@@ -17,7 +17,7 @@ from ..provenance import environment
 from ..utils import atomic_write_json
 from .base import admits
 from .estimate import Eta, Plan
-from .makespan import Shape
+from .makespan import Shape, enqueue, ranks
 
 
 class Watch:
@@ -122,7 +122,9 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
     failed: Dict[str, Dict[str, Any]] = {}
     skipped: Dict[str, str] = {}
     running: Dict[Any, Any] = {}
-    queue: List[Any] = []  # ready, not yet submitted, in the graph's order (the critical path first)
+    queue: List[Any] = []  # ready, not yet submitted, the critical path first (the order `makespan` simulates)
+    estimated = {i: g.seconds or 0.0 for i, g in plan.cells.items()} if plan is not None else {}
+    rank, index = ranks(cells, estimated), {c.id: n for n, c in enumerate(cells)}
     used = 0  # CPUs held by the running cells, where the executor has a capacity
     timings: List[Dict[str, Any]] = []
     started = time.time()
@@ -132,14 +134,16 @@ def run_graph(cfg: Any, cells: List[Any], executor: Any, force: bool = False, di
     say = watch.say
     try:
         while todo or queue or running:
+            now_ready = []
             for c in list(todo):
                 bad = [d for d in c.deps if d in failed or d in skipped]
                 if bad:
                     skipped[c.id] = bad[0]
                     todo.remove(c)
                 elif all(d in done for d in c.deps):
-                    queue.append(c)
+                    now_ready.append(c)
                     todo.remove(c)
+            enqueue(queue, now_ready, rank, index)
             ready = []
             while queue:  # as many as fit in the capacity; one always runs (a cell as wide as the machine runs alone)
                 cost = executor.cost(queue[0])
