@@ -9,7 +9,7 @@ install:  ## install ganaug with its test tools (torch and torchvision come from
 test:  ## the default test suite (`slow` tests excluded; the README says how long it takes)
 	$(PY) -m pytest -q
 
-test-clusters:  ## the tests that start a real one-node Slurm (as root) and a two-node Ray; CI runs them after `make test`
+test-clusters:  ## the tests that start a cluster or a process group (a real one-node Slurm as root, Ray, submitit, torchrun); CI runs them after `make test`
 	$(PY) -m pytest -q -m cluster
 
 test-all:  ## every test, the slow and cluster ones too

@@ -203,6 +203,7 @@ def test_the_scheduler_keeps_the_running_cells_threads_within_the_capacity(tmp_p
     assert max(len(h) for h in ex.most) == 2
 
 
+@pytest.mark.cluster  # starts a local Ray / submitit's local cluster: make test-clusters
 def test_ray_executor_gives_the_serial_table(tmp_path: Path, image_folder: Path) -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
     serial = cfg_file(tmp_path, image_folder, "serial", arms=REAL_ARMS)
@@ -213,6 +214,7 @@ def test_ray_executor_gives_the_serial_table(tmp_path: Path, image_folder: Path)
     assert table(tmp_path / "serial") == table(tmp_path / "on-ray")
 
 
+@pytest.mark.cluster  # starts a local Ray / submitit's local cluster: make test-clusters
 def test_slurm_through_submitit_local_cluster_gives_the_serial_table(tmp_path: Path, image_folder: Path) -> None:
     pytest.importorskip("submitit", reason="the slurm extra is not installed")
     serial = cfg_file(tmp_path, image_folder, "serial", arms=REAL_ARMS[:1], executor={"threads": 1})

@@ -31,6 +31,7 @@ def _record(run: Path) -> dict:
     return json.loads((run / "gan" / "stage.json").read_text())
 
 
+@pytest.mark.cluster  # torchrun process groups in every executor: make test-clusters
 def test_a_generator_cell_on_two_processes_gives_one_table_in_every_executor(tmp_path: Path,
                                                                              image_folder: Path) -> None:
     ddp = {"ddp": 2, "threads": 1}
@@ -64,6 +65,7 @@ def test_the_executors_hold_n_times_a_generator_cells_cpus(tmp_path: Path, image
     assert (ex.cpus(cells["train-clf"]), ex.gpus(cells["train-clf"])) == (3, 1.0)
 
 
+@pytest.mark.cluster  # torchrun process groups in every executor: make test-clusters
 def test_a_stop_reaches_the_processes_which_save_and_resume(tmp_path: Path, image_folder: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     # Rank 1 aborts if it gets to the interpreter's teardown (as gloo's threads now and then make one do): stopped

@@ -139,6 +139,7 @@ def test_local_workers_feed_the_coordinators_display(tmp_path: Path, image_folde
     assert "run: [5/5] done" in text  # the log lines go above the bars
 
 
+@pytest.mark.cluster  # starts a local Ray / submitit's local cluster: make test-clusters
 def test_ray_feeds_the_display_the_same_way(tmp_path: Path, image_folder: Path, monkeypatch: Any) -> None:
     pytest.importorskip("ray", reason="the ray extra is not installed")
     f = cfg_file(tmp_path, image_folder, "ray", arms=ARMS[:1], seeds=[0], classifier={"steps": 300, "eval_every": 100})
@@ -149,6 +150,7 @@ def test_ray_feeds_the_display_the_same_way(tmp_path: Path, image_folder: Path, 
     assert rec["pid"] != os.getpid()  # written by the Ray worker
 
 
+@pytest.mark.cluster  # starts a local Ray / submitit's local cluster: make test-clusters
 def test_slurm_jobs_feed_the_display_through_the_run_folder(tmp_path: Path, image_folder: Path, monkeypatch: Any) -> None:
     pytest.importorskip("submitit", reason="the slurm extra is not installed")
     f = cfg_file(tmp_path, image_folder, "sl", arms=ARMS[:1], seeds=[0], classifier={"steps": 300, "eval_every": 100},

@@ -9,7 +9,8 @@ them the config is sized:
 - channels: 1 when every image is grayscale (16-bit ones too, rescaled by their type's range), else 3;
 - the split, from the smallest class: 15% real validation, at least 25% held out for the test, the rest (at most
   1,000) for training; every class gets the same training count, the test takes everything left over;
-- the bundled default's six arms and 5 seeds, so the first run compares and tests;
+- the bundled default's six arms, and 5 seeds (the default has 4: a folder of one's own is noisier than MNIST),
+  so the first run compares and tests;
 - the generator: the conditional DCGAN with ADA on a CPU, StyleGAN2 with ADA on a GPU (at 32 px and up).
 
 The config is checked by the same loader `run` uses before it is written, and written atomically.
