@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, Iterator, Optional, Union
+from typing import Any, Callable, Dict, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ import torch
 from .errors import ConfigError, GanaugError
 
 PathLike = Union[str, Path]
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -39,6 +41,18 @@ def torch_threads(n: Optional[int]) -> Iterator[int]:
     finally:
         if n and n != old:
             torch.set_num_threads(old)
+
+
+def in_config_threads(stage: F) -> F:
+    """Run a stage (split, train-gan, sample, evaluate) on the config's executor.threads torch threads (None: as
+    they are): the threads its cell gets under `run`, so the same command by hand makes the same numbers."""
+
+    @functools.wraps(stage)
+    def run(cfg: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(cfg.executor.threads):
+            return stage(cfg, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 @contextlib.contextmanager

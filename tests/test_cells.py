@@ -169,6 +169,25 @@ def test_a_cells_threads_come_from_the_config_not_the_executor(tmp_path: Path, i
                 ex.close()
 
 
+def test_a_stage_run_by_hand_has_the_threads_run_gives_it(tmp_path: Path, image_folder: Path) -> None:
+    """`ganaug split / train-gan / sample / evaluate` by hand use executor.threads, as their cells under `run` do
+    (torch's CPU kernels split their sums by thread, so a GAN trained on other threads can make other fakes). The
+    records' threads catch a stage that ignores the key; the tiny GAN's fakes do not differ between 2 and 3 threads."""
+    threads = {"threads": 3}  # not this machine's core count, whatever the machine
+    by_hand = cfg_file(tmp_path, image_folder, "hand", arms=[{"name": "synthetic", "data": "synthetic"}], seeds=[0],
+                       executor=threads)
+    for stage in ("split", "train-gan", "sample", "evaluate"):
+        ok(stage, "-c", str(by_hand))
+    for folder in ("split", "gan", "samples", "evaluate"):
+        record = json.loads((tmp_path / "hand" / folder / "stage.json").read_text())
+        assert record["environment"]["threads"]["intra_op"] == 3, folder
+    graph = cfg_file(tmp_path, image_folder, "graph", arms=[{"name": "synthetic", "data": "synthetic"}], seeds=[0],
+                     executor=threads)
+    ok("run", "-c", str(graph))
+    for array in ("images.npy", "labels.npy"):  # the fakes and their labels (samples.pt also names its folder)
+        assert (tmp_path / "hand" / "samples" / array).read_bytes() == (tmp_path / "graph" / "samples" / array).read_bytes()
+
+
 def test_the_scheduler_keeps_the_running_cells_threads_within_the_capacity(tmp_path: Path, image_folder: Path) -> None:
     """Two cores: a generator cell of 2 threads runs alone; classifier cells of 1 thread run two at a time."""
     from ganaug.executors import run_graph

@@ -93,8 +93,8 @@ class ExecutorConfig(Section):
     workers: Optional[Int] = None
     """local: processes [cores // clf_threads]; ray: the CPUs of a local Ray [cores]"""
     threads: Optional[Int] = None
-    """Torch threads of the split, features, GAN, sample and evaluate cells [this machine's cores; executor.cpus on a
-    Ray cluster or Slurm]"""
+    """Torch threads of the split, features, GAN, sample and evaluate cells, and of those commands run by hand
+    [this machine's cores; executor.cpus on a Ray cluster or Slurm]"""
     clf_threads: Int = 1
     """Torch threads of each classifier run, in every executor and in `ganaug train-clf`"""
     address: Optional[str] = None

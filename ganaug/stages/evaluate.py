@@ -49,7 +49,7 @@ from ..metrics.copies import (
 from ..metrics.features import get_extractor, load_domain
 from ..metrics.quality import min_images, quality
 from ..progress import echo
-from ..utils import atomic_write_json, resolve_device
+from ..utils import atomic_write_json, in_config_threads, resolve_device
 from .features import domain_checkpoint
 from .layout import paths
 from .records import EVALUATE, SAMPLES, building, read_record, require_stage, start_stage, up_to_date, write_record
@@ -58,6 +58,7 @@ from .split import load_split_data
 RESULT = "quality.json"
 
 
+@in_config_threads
 def run_evaluate(cfg: Config, force: bool = False, reps: Optional[Sequence[Rep]] = None,
                  train_features: bool = True) -> List[Path]:
     """Write `<out_dir>/evaluate/quality.json` (one per generator and entry of gan_seeds, or per rep of `reps`) and

@@ -18,7 +18,7 @@ from ..errors import CheckpointError, StageError
 from ..gans import GANS
 from ..gans.training import generate
 from ..progress import echo
-from ..utils import atomic_open, resolve_device
+from ..utils import atomic_open, in_config_threads, resolve_device
 from .layout import paths
 from .records import GAN, SAMPLES, building, output_hashes, require_stage, stage_fingerprint, start_stage, write_record
 from .split import load_split_data
@@ -27,6 +27,7 @@ from .train_gan import load_generator
 CHUNK = 16384  # images generated and written at a time (sample.chunk_size)
 
 
+@in_config_threads
 def run_sample(cfg: Config, force: bool = False, reps: Optional[Sequence[Rep]] = None) -> List[Path]:
     """Write `<out_dir>/samples/` (one per generator and entry of gan_seeds, or per rep of `reps`): samples.pt,
     images/<class>/*.png and grid.png."""

@@ -11,11 +11,12 @@ from ..config import Config
 from ..data import load_dataset
 from ..data.split import SplitData, apply_split, make_split
 from ..progress import echo
-from ..utils import atomic_write_json
+from ..utils import atomic_write_json, in_config_threads
 from .layout import data_cache, paths
 from .records import SPLIT, building, output_hashes, require_stage, start_stage, write_record
 
 
+@in_config_threads
 def run_split(cfg: Config, force: bool = False, progress: bool = False) -> Path:
     """Write `<out_dir>/split/manifest.json` unless the same config already made it."""
     p = paths(cfg)

@@ -24,6 +24,7 @@ from ..utils import (
     autocast_dtype,
     catch_stop,
     file_sha256,
+    in_config_threads,
     preserve_rng,
     read_jsonl,
     resolve_device,
@@ -47,6 +48,7 @@ from .records import (
 from .split import load_split_data
 
 
+@in_config_threads
 def run_train_gan(cfg: Config, force: bool = False, progress: bool = True, resume: bool = False,
                   reps: Optional[Sequence[Rep]] = None) -> List[Path]:
     """Train every generator of the config (each once per entry of gan_seeds), or those of `reps`, and write
