@@ -173,16 +173,14 @@ def test_a_stage_run_by_hand_has_the_threads_run_gives_it(tmp_path: Path, image_
     """`ganaug split / train-gan / sample / evaluate` by hand use executor.threads, as their cells under `run` do
     (torch's CPU kernels split their sums by thread, so a GAN trained on other threads can make other fakes). The
     records' threads catch a stage that ignores the key; the tiny GAN's fakes do not differ between 2 and 3 threads."""
-    threads = {"threads": 3}  # not this machine's core count, whatever the machine
-    by_hand = cfg_file(tmp_path, image_folder, "hand", arms=[{"name": "synthetic", "data": "synthetic"}], seeds=[0],
-                       executor=threads)
+    # threads: 3 is not this machine's core count, whatever the machine
+    by_hand, graph = (cfg_file(tmp_path, image_folder, name, arms=[{"name": "synthetic", "data": "synthetic"}],
+                               seeds=[0], executor={"threads": 3}) for name in ("hand", "graph"))
     for stage in ("split", "train-gan", "sample", "evaluate"):
         ok(stage, "-c", str(by_hand))
     for folder in ("split", "gan", "samples", "evaluate"):
         record = json.loads((tmp_path / "hand" / folder / "stage.json").read_text())
         assert record["environment"]["threads"]["intra_op"] == 3, folder
-    graph = cfg_file(tmp_path, image_folder, "graph", arms=[{"name": "synthetic", "data": "synthetic"}], seeds=[0],
-                     executor=threads)
     ok("run", "-c", str(graph))
     for array in ("images.npy", "labels.npy"):  # the fakes and their labels (samples.pt also names its folder)
         assert (tmp_path / "hand" / "samples" / array).read_bytes() == (tmp_path / "graph" / "samples" / array).read_bytes()
