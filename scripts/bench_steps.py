@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ganaug.classifiers import get_classifier
 from ganaug.gans import get_gan
+from ganaug.gans.training import frozen
 from ganaug.utils import autocast, resolve_device
 
 
@@ -51,10 +52,11 @@ def gan_step(width: int, res: int, device: torch.device, dtype, channels_last: b
         opt_D.zero_grad()
         loss_D.backward()
         opt_D.step()
-        with autocast(device, dtype):
-            loss_G = F.softplus(-D(fake, y).float()).mean()
-        opt_G.zero_grad()
-        loss_G.backward()
+        with frozen(D):  # as the training loop's G step: no gradient for D's weights
+            with autocast(device, dtype):
+                loss_G = F.softplus(-D(fake, y).float()).mean()
+            opt_G.zero_grad()
+            loss_G.backward()
         opt_G.step()
 
     return step
