@@ -1,5 +1,6 @@
 """GANs: every registered family builds at several sizes, trains a few steps and reloads from its checkpoint."""
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from ganaug.checkpoint import save_checkpoint
 from ganaug.config import family_schema
@@ -150,3 +152,89 @@ def test_foreach_adam_trains_what_the_per_parameter_loop_does(name: str, monkeyp
         _without_foreach(m)
         slow = train()
     assert fast.keys() == slow.keys() and all(torch.equal(fast[k], slow[k]) for k in fast)
+
+
+def _adversarial() -> list:
+    return [n for n in list_gans() if GANS.meta(n).get("trainer") is None]
+
+
+@pytest.mark.parametrize("name", _adversarial())
+def test_the_g_step_computes_no_gradient_for_d_and_trains_what_it_did(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """G's step freezes D (as StyleGAN2-ADA's loop does): each D parameter's gradient is computed only for D's own
+    optimizer steps (its step and lazy R1), never for G's, where D's next step would discard it. G and D after a few
+    steps are those the loop trained when G's step computed D's gradients too, bit for bit."""
+    from ganaug.gans import training
+
+    def train(counts: dict, steps: dict) -> dict:
+        torch.manual_seed(0)
+        images = torch.randint(0, 256, (24, 1, 16, 16), dtype=torch.uint8)
+        nets = get_gan(name, resolution=16, channels=1, num_classes=3, **net_kwargs(name))
+        d_params = {id(p): p for p in nets.D.parameters()}
+        for p in d_params.values():
+            p.register_post_accumulate_grad_hook(lambda p: counts.__setitem__(id(p), counts.get(id(p), 0) + 1))
+
+        def count_step(opt, args, kwargs) -> None:
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if id(p) in d_params:
+                        steps[id(p)] = steps.get(id(p), 0) + 1
+
+        handle = register_optimizer_step_pre_hook(count_step)
+        try:
+            g = tiny(name)
+            if hasattr(g, "r1_interval"):
+                g.r1_interval = 2  # lazy R1 within the run's 6 steps
+            out = train_generator(nets, g, images=images, labels=torch.arange(3).repeat(8), num_classes=3, epochs=2,
+                                  kimg=None, batch_size=8, lr=2e-4, betas=(0.5, 0.999), ema_kimg=1.0,
+                                  device=torch.device("cpu"), amp_dtype=None, channels_last=True,
+                                  generator=torch.Generator().manual_seed(0), stats=Stats(None), grid_dir=None,
+                                  grid_every=1, progress=False)
+        finally:
+            handle.remove()
+        return {k: v.clone() for k, v in [*out["G"].state_dict().items(), *nets.D.state_dict().items()]}
+
+    counts: dict = {}
+    steps: dict = {}
+    frozen = train(counts, steps)
+    assert steps and counts, "no D step was counted"
+    extra = {k: counts[k] - steps[k] for k in counts if counts[k] > steps.get(k, 0)}
+    assert not extra, f"D's gradient was computed outside D's steps for {len(extra)} parameter(s)"
+
+    with monkeypatch.context() as m:  # the loop as it was: G's step computes D's gradients as well
+        m.setattr(training, "frozen", lambda module: contextlib.nullcontext())
+        counts_then: dict = {}
+        unfrozen = train(counts_then, {})
+    assert sum(counts_then.values()) > sum(counts.values())
+    assert frozen.keys() == unfrozen.keys() and all(torch.equal(frozen[k], unfrozen[k]) for k in frozen)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("resolution, channels", [(28, 1), (16, 3), (50, 1)])
+def test_the_cgan_discriminator_sees_the_label_maps_as_concatenated_channels(resolution: int, channels: int,
+                                                                             channels_last: bool) -> None:
+    """D with `d_cond: concat` computes its first convolution as the images' part plus a per-class part: the logits and
+    every gradient (D's parameters, the images) are those of the convolution on the concatenated (N, C + K, R, R)
+    input, to float rounding."""
+    torch.manual_seed(0)
+    nets = get_gan("cgan", resolution=resolution, channels=channels, num_classes=5, z_dim=8, width=8)
+    D = nets.D
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    D = D.to(memory_format=mem)
+    for p in D.parameters():  # away from the N(0, 0.02) start, so that the label maps' weights matter
+        p.data.normal_(0, 0.3)
+    x = torch.randn(6, channels, resolution, resolution).contiguous(memory_format=mem).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3, 4, 2])
+
+    def concatenated(x: torch.Tensor) -> torch.Tensor:
+        onehot = torch.nn.functional.one_hot(y, 5).to(x.dtype)[:, :, None, None].expand(-1, -1, resolution, resolution)
+        h = D.features[1:](torch.nn.Conv2d.forward(D.features[0], torch.cat([x, onehot], dim=1)))
+        return D.out(h.flatten(1)).squeeze(1)
+
+    logits = D(x, y)
+    ref = concatenated(x)
+    torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)
+    grads = torch.autograd.grad(logits.sum(), [x, *D.parameters()])
+    grads_ref = torch.autograd.grad(ref.sum(), [x, *D.parameters()])
+    for g, r in zip(grads, grads_ref):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(D(x, torch.zeros(6, dtype=torch.long)), logits)  # the label still matters
