@@ -18,7 +18,7 @@ test-all:  ## every test, the slow and cluster ones too
 demo:  ## a first look in under a minute (digits, tiny networks)
 	ganaug run --config configs/quick.yaml
 
-default:  ## the bundled default experiment (6-7 minutes on 2 Zen 4 cores; longer on CPUs without bfloat16)
+default:  ## the bundled default experiment (the README says how long it takes)
 	ganaug run --config configs/mnist5k-cgan.yaml
 
 stylegan2:  ## the default's data and arms with a native conditional StyleGAN2 + ADA (under an hour on 2 CPU cores)
