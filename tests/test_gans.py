@@ -238,3 +238,56 @@ def test_the_cgan_discriminator_sees_the_label_maps_as_concatenated_channels(res
     for g, r in zip(grads, grads_ref):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
     assert not torch.allclose(D(x, torch.zeros(6, dtype=torch.long)), logits)  # the label still matters
+
+
+def _layout_name(t: torch.Tensor) -> str:
+    if t.is_contiguous():
+        return "contiguous"
+    return "channels_last" if t.is_contiguous(memory_format=torch.channels_last) else "strided"
+
+
+@pytest.mark.parametrize("name", ["cgan", "dcgan"])
+def test_a_channels_last_dcgan_step_never_mixes_layouts_in_an_activation_backward(name: str) -> None:
+    """On channels_last networks every ReLU / LeakyReLU backward of a training step gets its gradient in the layout
+    of its own output: mixed layouts take torch's strided path (30x slower than the vectorised one for D's last
+    LeakyReLU). Where they met: D's flatten before its linear layer, and G's first maps, viewed from a linear
+    layer's output."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    mixed: list = []
+
+    class Layouts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten.leaky_relu_backward.default, torch.ops.aten.threshold_backward.default):
+                grad, out = args[0], args[1]
+                if grad.dim() == 4 and _layout_name(grad) != _layout_name(out):
+                    mixed.append(f"{func.__name__} {tuple(grad.shape)}: {_layout_name(grad)} / {_layout_name(out)}")
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    nets = get_gan(name, resolution=28, channels=1, num_classes=10 if name == "cgan" else 0, z_dim=16, width=8)
+    G, D = nets.G.to(memory_format=torch.channels_last), nets.D.to(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,)) if name == "cgan" else None
+    real = torch.randn(16, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with Layouts():
+        fake = G(torch.randn(16, 16), y)
+        loss = torch.nn.functional.softplus(-D(real, y)).mean() + torch.nn.functional.softplus(D(fake, y)).mean()
+        loss.backward()
+    assert not mixed, mixed
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_flat_linear_is_the_linear_layer_on_the_flattened_maps(channels_last: bool) -> None:
+    from ganaug.gans.dcgan import flat_linear
+
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(6 * 5 * 5, 3)
+    mem = torch.channels_last if channels_last else torch.contiguous_format
+    h = torch.randn(4, 6, 5, 5).contiguous(memory_format=mem).requires_grad_(True)
+    out, ref = flat_linear(linear, h), linear(h.flatten(1))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    grads = torch.autograd.grad(out.square().sum(), [h, linear.weight, linear.bias])
+    grads_ref = torch.autograd.grad(ref.square().sum(), [h, linear.weight, linear.bias])
+    for g, r in zip(grads, grads_ref):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-6)
+    assert _layout_name(grads[0]) == _layout_name(h)

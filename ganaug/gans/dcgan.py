@@ -30,6 +30,24 @@ def plan(resolution: int) -> Tuple[int, int]:
     return math.ceil(resolution / 2**k), k
 
 
+def layout(weight: torch.Tensor) -> torch.memory_format:
+    """The memory format a model was put in (`model.to(memory_format=...)`), read from one of its 4-D weights."""
+    return torch.channels_last if not weight.is_contiguous() and weight.is_contiguous(
+        memory_format=torch.channels_last) else torch.contiguous_format
+
+
+def flat_linear(linear: nn.Linear, h: torch.Tensor) -> torch.Tensor:
+    """`linear(h.flatten(1))` for maps h (N, C, H, W). On channels_last maps, the maps are flattened as they lie in
+    memory (a view, not a copy) and the weight's columns put in that order: the same products in another order
+    of summation. The backward then hands h's layer a gradient in h's own layout, not the slow path for mixed
+    layouts (30x slower for the LeakyReLU before it)."""
+    if h.is_contiguous() or not h.is_contiguous(memory_format=torch.channels_last):
+        return linear(h.flatten(1))
+    c, hh, ww = h.shape[1:]
+    weight = linear.weight.view(-1, c, hh, ww).permute(0, 2, 3, 1).flatten(1)  # (out, H*W*C): h's order
+    return F.linear(h.permute(0, 2, 3, 1).flatten(1), weight, linear.bias)  # (N, out)
+
+
 def _init_weights(m: nn.Module) -> None:
     # DCGAN: N(0, 0.02) weights, BN scales N(1, 0.02).
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
@@ -75,7 +93,9 @@ class Generator(nn.Module):
             assert y is not None, "a conditional generator needs labels"
             h = torch.cat([z, self.embed(y)], dim=1)
         h = self.fc(h).view(len(z), -1, self.s0, self.s0)  # (chans[0]) x s0 x s0
-        h = F.relu(self.bn0(h))
+        # In the layout of the convolutions that follow (a small copy): the ReLU's backward then gets its gradient
+        # in its own layout, not the slow path for mixed layouts.
+        h = F.relu(self.bn0(h.contiguous(memory_format=layout(self.blocks[0].weight))))
         x = self.blocks(h)  # (channels) x s0*2^k x s0*2^k
         full = x.shape[-1]
         if full != self.resolution:
@@ -143,7 +163,7 @@ class Discriminator(nn.Module):
             h = self.features[1:](self.features[0](x, y))  # (chans[-1]) x s x s
         else:
             h = self.features(x)  # (chans[-1]) x s x s
-        logit = self.out(h.flatten(1)).squeeze(1)
+        logit = flat_linear(self.out, h).squeeze(1)
         if self.conditional and self.d_cond == "projection":
             logit = logit + (self.embed(y) * h.sum(dim=(2, 3))).sum(dim=1)
         return logit
