@@ -30,9 +30,10 @@ def plan(resolution: int) -> Tuple[int, int]:
     return math.ceil(resolution / 2**k), k
 
 
-def layout(weight: torch.Tensor) -> torch.memory_format:
-    """The memory format a model was put in (`model.to(memory_format=...)`), read from one of its 4-D weights."""
-    return torch.channels_last if not weight.is_contiguous() and weight.is_contiguous(
+def layout(t: torch.Tensor) -> torch.memory_format:
+    """The memory format a 4-D tensor lies in: channels_last only where that is not also plain contiguous. Of a
+    weight, the format its model was put in (`model.to(memory_format=...)`)."""
+    return torch.channels_last if not t.is_contiguous() and t.is_contiguous(
         memory_format=torch.channels_last) else torch.contiguous_format
 
 
@@ -41,7 +42,7 @@ def flat_linear(linear: nn.Linear, h: torch.Tensor) -> torch.Tensor:
     memory (a view, not a copy) and the weight's columns put in that order: the same products in another order
     of summation. The backward then hands h's layer a gradient in h's own layout, not the slow path for mixed
     layouts (30x slower for the LeakyReLU before it)."""
-    if h.is_contiguous() or not h.is_contiguous(memory_format=torch.channels_last):
+    if layout(h) == torch.contiguous_format:
         return linear(h.flatten(1))
     c, hh, ww = h.shape[1:]
     weight = linear.weight.view(-1, c, hh, ww).permute(0, 2, 3, 1).flatten(1)  # (out, H*W*C): h's order
@@ -120,9 +121,9 @@ class LabelMapsConv(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         c, k = x.shape[1], self.num_classes
-        mem = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
         maps = torch.eye(k, dtype=x.dtype, device=x.device)[:, :, None, None].expand(k, k, *x.shape[-2:])  # (K, K, R, R)
-        per_class = F.conv2d(maps.contiguous(memory_format=mem), self.weight[:, c:], None, self.stride, self.padding)
+        per_class = F.conv2d(maps.contiguous(memory_format=layout(self.weight)), self.weight[:, c:], None, self.stride,
+                             self.padding)  # (K, out, R', R')
         return F.conv2d(x, self.weight[:, :c], self.bias, self.stride, self.padding) + per_class[y]  # (out) x R' x R'
 
 
